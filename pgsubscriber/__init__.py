@@ -1,0 +1,47 @@
+"""pgsubscriber: a dependable, gap-free event stream on PostgreSQL.
+
+Implement :class:`ApplicationEventHandler`, then ``await Subscriber(handler, settings).run()``
+(or ``run_subscriber(handler)`` in a worker process).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pgsubscriber.errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    EventsPurgedError,
+    InvalidEventError,
+    InvalidPayloadError,
+    InvalidTopicError,
+    PgSubscriberError,
+    SchemaMissingError,
+)
+from pgsubscriber.events import TOPIC_PATTERN, Event, validate_topic
+from pgsubscriber.handler import ApplicationEventHandler
+from pgsubscriber.runner import run_subscriber
+from pgsubscriber.settings import SubscriberSettings
+from pgsubscriber.status import SubscriberStatus
+from pgsubscriber.subscriber import Subscriber
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "TOPIC_PATTERN",
+    "ApplicationEventHandler",
+    "ConfigurationError",
+    "ConnectionLostError",
+    "Event",
+    "EventsPurgedError",
+    "InvalidEventError",
+    "InvalidPayloadError",
+    "InvalidTopicError",
+    "PgSubscriberError",
+    "SchemaMissingError",
+    "Subscriber",
+    "SubscriberSettings",
+    "SubscriberStatus",
+    "run_subscriber",
+    "validate_topic",
+]

@@ -1,0 +1,39 @@
+"""A blocking entry point for worker processes: run a subscriber until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from pgsubscriber.handler import ApplicationEventHandler
+from pgsubscriber.settings import SubscriberSettings
+from pgsubscriber.subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+def run_subscriber(handler: ApplicationEventHandler, settings: SubscriberSettings | None = None) -> None:
+    """Run a :class:`Subscriber` in this thread until SIGTERM/SIGINT, then stop it cleanly.
+
+    Must be called from the main thread (signal handlers can only be installed there); from any
+    other thread, use ``asyncio.run(Subscriber(handler, settings).run())`` and call ``stop()``.
+    """
+    subscriber = Subscriber(handler, settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _request_stop, subscriber, signum)
+        try:
+            await subscriber.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    asyncio.run(main())
+
+
+def _request_stop(subscriber: Subscriber, signum: int) -> None:
+    logger.info("received %s, stopping", signal.Signals(signum).name)
+    subscriber.stop()

@@ -1,0 +1,145 @@
+"""Subscriber configuration, read from ``PGSUBSCRIBER_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pgsubscriber.errors import ConfigurationError
+from pgsubscriber.events import validate_topic
+
+ENV_PREFIX = "PGSUBSCRIBER_"
+
+
+class SubscriberSettings(BaseSettings):
+    """How a :class:`~pgsubscriber.Subscriber` connects, what it reads, and its timing.
+
+    Every field can be given as an argument or as the environment variable ``PGSUBSCRIBER_<NAME>``
+    (``PGSUBSCRIBER_DSN``, ``PGSUBSCRIBER_TOPICS=courses,audit``, ...). Durations are in seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    dsn: str = Field(description="libpq connection string of the events database.")
+    listen_dsn: str | None = Field(
+        default=None,
+        description="Separate connection string for LISTEN, e.g. direct to PostgreSQL when `dsn` "
+        "goes through a transaction-pooling PgBouncer (where LISTEN does not work).",
+    )
+    topics: Annotated[list[str], NoDecode] = Field(
+        description="Topics to receive (comma-separated in the environment)."
+    )
+    channel: str = Field(default="events", description="NOTIFY channel the schema's trigger uses.")
+    batch_size: int = Field(default=500, ge=1, le=100_000, description="Most events per handler call.")
+    poll_only: bool = Field(
+        default=False, description="Never LISTEN; fetch every `poll_only_interval` instead."
+    )
+    poll_only_interval: float = Field(default=1.0, gt=0, description="Fetch period in poll-only mode.")
+    safety_poll_interval: float = Field(
+        default=30.0, gt=0, description="Fetch at least this often, even without a notification."
+    )
+    writer_poll_min: float = Field(
+        default=0.002,
+        gt=0,
+        description="First re-fetch delay while producer transactions are in flight.",
+    )
+    writer_poll_max: float = Field(
+        default=0.1,
+        gt=0,
+        description="Longest re-fetch delay while producer transactions are in flight.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Silence on the connection after which it is checked."
+    )
+    heartbeat_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="A check or query unanswered this long means a dead connection.",
+    )
+    query_timeout: float = Field(default=10.0, gt=0, description="Longest wait for a fetch query.")
+    connect_timeout: int = Field(default=5, ge=1, description="libpq connect_timeout.")
+    keepalives_idle: int = Field(default=10, ge=1, description="libpq keepalives_idle.")
+    keepalives_interval: int = Field(default=5, ge=1, description="libpq keepalives_interval.")
+    keepalives_count: int = Field(default=3, ge=1, description="libpq keepalives_count.")
+    tcp_user_timeout_ms: int = Field(default=15_000, ge=0, description="libpq tcp_user_timeout.")
+    reconnect_initial_delay: float = Field(default=0.1, gt=0, description="First reconnect backoff.")
+    reconnect_max_delay: float = Field(default=10.0, gt=0, description="Longest reconnect backoff.")
+    reconnect_max_attempts: int | None = Field(
+        default=None, ge=1, description="Give up after this many failed attempts (None: never)."
+    )
+    handler_retry_initial_delay: float = Field(
+        default=0.5, gt=0, description="First delay before a failed batch is delivered again."
+    )
+    handler_retry_max_delay: float = Field(
+        default=30.0, gt=0, description="Longest delay before a failed batch is delivered again."
+    )
+    on_purged: Literal["raise", "continue"] = Field(
+        default="raise",
+        description="When events were purged before this subscriber received them: raise "
+        "EventsPurgedError, or log the loss and continue from the oldest event left.",
+    )
+    blocked_log_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="At most one log line per this many seconds about a producer transaction "
+        "that holds delivery back.",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'} "
+                f"({ENV_PREFIX}{str(err['loc'][0]).upper() if err['loc'] else ''}): {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid subscriber settings: {problems}") from None
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one topic")
+        return sorted({validate_topic(topic) for topic in value})
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        if not value or len(value) > 63:
+            raise ValueError("a channel name is 1 to 63 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> SubscriberSettings:
+        if self.writer_poll_max < self.writer_poll_min:
+            raise ValueError("writer_poll_max must be >= writer_poll_min")
+        if self.reconnect_max_delay < self.reconnect_initial_delay:
+            raise ValueError("reconnect_max_delay must be >= reconnect_initial_delay")
+        return self
+
+    @property
+    def dead_connection_bound(self) -> float:
+        """Longest time a silently dead connection goes unnoticed (heartbeat interval + timeout)."""
+        return self.heartbeat_interval + self.heartbeat_timeout
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """libpq parameters that bound how long a broken network goes unnoticed."""
+        return {
+            "connect_timeout": self.connect_timeout,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle,
+            "keepalives_interval": self.keepalives_interval,
+            "keepalives_count": self.keepalives_count,
+            "tcp_user_timeout": self.tcp_user_timeout_ms,
+            "application_name": "pgsubscriber",
+        }

@@ -1,0 +1,6 @@
+"""Real servers and real faults for tests, benchmarks and demos (not needed at run time)."""
+
+from pgsubscriber.testing.postgres import TemporaryPostgres
+from pgsubscriber.testing.proxy import FaultyProxy
+
+__all__ = ["FaultyProxy", "TemporaryPostgres"]

@@ -1,0 +1,121 @@
+"""Write events with the caller's psycopg connection and transaction (a transactional outbox).
+
+Nothing here commits: the events become visible when the caller's transaction commits, together
+with the caller's own writes, or never. With ``autocommit=True`` each call is its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import orjson
+import psycopg
+
+from pgsubscriber import InvalidPayloadError, InvalidTopicError, validate_topic
+
+_INSERT_ONE = """
+INSERT INTO public.events (topic, payload, key) VALUES (%s, %s::jsonb, %s)
+ON CONFLICT (key) DO NOTHING
+RETURNING id
+"""
+
+# One statement for the whole batch: one writer registration, at most one NOTIFY, ids drawn in
+# input order (WITH ORDINALITY ... ORDER BY).
+_INSERT_MANY = """
+INSERT INTO public.events (topic, payload, key)
+SELECT t, p::jsonb, k
+FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS input(t, p, k, n)
+ORDER BY n
+ON CONFLICT (key) DO NOTHING
+RETURNING id, key
+"""
+
+_IDS_BY_KEY = "SELECT key, id FROM public.events WHERE key = ANY(%s)"
+
+
+class NewEvent(NamedTuple):
+    """An event to publish with :func:`publish_many`."""
+
+    topic: str
+    payload: Mapping[str, Any]
+    key: str | None = None
+
+
+def _serialize(payload: object) -> str:
+    if not isinstance(payload, Mapping):
+        raise InvalidPayloadError(f"a payload must be a JSON object (a dict), not {type(payload).__name__}")
+    try:
+        return orjson.dumps(dict(payload)).decode()
+    except TypeError as exc:
+        raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {exc}") from None
+
+
+def _check_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= 512:
+        raise InvalidPayloadError(f"an idempotency key is a string of 1 to 512 characters, not {key!r}")
+    return key
+
+
+def publish(
+    conn: psycopg.Connection[Any], topic: str, payload: Mapping[str, Any], *, key: str | None = None
+) -> int:
+    """Insert one event in ``conn``'s current transaction and return its id. Never commits.
+
+    With ``key``, publishing the same key again stores nothing and returns the stored event's id.
+    Raises :class:`~pgsubscriber.InvalidTopicError` / :class:`~pgsubscriber.InvalidPayloadError`
+    (and writes nothing) for bad input.
+    """
+    validate_topic(topic)
+    body = _serialize(payload)
+    key = _check_key(key)
+    row = conn.execute(_INSERT_ONE, (topic, body, key)).fetchone()
+    if row is not None:
+        return int(row[0])
+    assert key is not None  # only a key conflict inserts nothing
+    found = conn.execute(_IDS_BY_KEY, ([key],)).fetchone()
+    if found is None:
+        raise psycopg.errors.UniqueViolation(
+            f"an event with key {key!r} exists but is not visible to this transaction; retry"
+        )
+    return int(found[1])
+
+
+def publish_many(conn: psycopg.Connection[Any], events: Iterable[NewEvent | tuple[Any, ...]]) -> list[int]:
+    """Insert a batch in one statement; return the ids in input order. Never commits.
+
+    Every event is validated first: one bad event raises and nothing is written.
+    Events whose key is already stored (or repeated in the batch) get the stored id.
+    """
+    topics: list[str] = []
+    bodies: list[str] = []
+    keys: list[str | None] = []
+    for item in events:
+        event = item if isinstance(item, NewEvent) else NewEvent(*item)
+        if not isinstance(event.topic, str):
+            raise InvalidTopicError(f"invalid topic {event.topic!r}")
+        topics.append(validate_topic(event.topic))
+        bodies.append(_serialize(event.payload))
+        keys.append(_check_key(event.key))
+    if not topics:
+        return []
+    rows = conn.execute(_INSERT_MANY, (topics, bodies, keys)).fetchall()
+    by_key = {key: int(id_) for id_, key in rows if key is not None}
+    keyless = sorted(int(id_) for id_, key in rows if key is None)
+    missing = [k for k in keys if k is not None and k not in by_key]
+    if missing:
+        by_key.update((k, int(i)) for k, i in conn.execute(_IDS_BY_KEY, (missing,)).fetchall())
+    keyless_iter = iter(keyless)
+    ids = []
+    for key in keys:
+        if key is None:
+            ids.append(next(keyless_iter))
+        elif key in by_key:
+            ids.append(by_key[key])
+        else:
+            raise psycopg.errors.UniqueViolation(
+                f"an event with key {key!r} exists but is not visible to this transaction; retry"
+            )
+    return ids

@@ -1,0 +1,27 @@
+"""Configuration of ``python -m producer``, from ``PRODUCER_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_producer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ProducerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRODUCER_", extra="forbid")
+
+    dsn: str = Field(description="Connection string (a role that is a member of events_producer).")
+    rate: float = Field(default=5.0, gt=0, description="Events per second.")
+    count: int = Field(default=0, ge=0, description="Stop after this many events (0: run forever).")
+    batch_size: int = Field(default=1, ge=1, le=10_000, description="Events per transaction.")
+    producer_id: str = Field(
+        default_factory=_default_producer_id, description="Prefix of the idempotency keys."
+    )
+    seed: int | None = Field(default=None, description="Random seed, for a reproducible stream.")
+    retry_max_delay: float = Field(default=5.0, gt=0, description="Longest backoff during an outage.")
