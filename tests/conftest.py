@@ -20,6 +20,9 @@ from db_migrations import migrate
 from pgsubscriber import SubscriberSettings
 from pgsubscriber.testing import TemporaryPostgres
 
+# Fixture modules of the applications' tests (one line each).
+pytest_plugins: list[str] = []
+
 TEMPLATE = "events_template"
 _counter = itertools.count()
 
