@@ -105,6 +105,7 @@ class Session:
                 if settings.listen_dsn:
                     listen_conn = await _connect(settings.listen_dsn, settings)
                 await listen_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(settings.channel)))
+                await listen_conn.execute(query("flag_listening"))
         except BaseException:
             await conn.close()
             if listen_conn is not None:
@@ -129,6 +130,17 @@ class Session:
             async for _ in self._listen_conn.notifies(timeout=0):
                 pass
         return received
+
+    async def set_polling(self, polling: bool) -> None:
+        """Tell writers whether this subscriber is re-polling (they may then skip NOTIFY)."""
+        if self._listen_conn is None:
+            return
+        await _bounded(
+            self._listen_conn,
+            self._listen_conn.execute(query("flag_polling_on" if polling else "flag_polling_off")),
+            self._settings.heartbeat_timeout,
+            "the polling flag",
+        )
 
     async def heartbeat(self) -> None:
         """Prove every connection still answers, within ``heartbeat_timeout``."""

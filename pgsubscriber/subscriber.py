@@ -80,6 +80,7 @@ class Subscriber:
         self._stop_requested = False
         self._stop_lock = threading.Lock()
         self._writer_delay: float | None = None
+        self._polling = False
         self._last_blocked_log = 0.0
         self._acknowledged_purge = 0
 
@@ -182,7 +183,8 @@ class Subscriber:
     async def _serve(self, session: Session) -> None:
         s = self.settings
         poll_every = s.poll_only_interval if s.poll_only else s.safety_poll_interval
-        await self._deliver_available(session)
+        self._polling = False
+        await self._round(session)
         self.status.last_error = None
         self.status.caught_up_at = datetime.now(UTC)
         logger.info("caught up at id %s", self.status.latest_received_id)
@@ -199,7 +201,7 @@ class Subscriber:
             if woke:
                 last_heard = now
             if woke or self._writer_delay is not None or now >= next_poll:
-                await self._deliver_available(session)
+                await self._round(session)
                 last_heard = time.monotonic()
                 if now >= next_poll:
                     next_poll = last_heard + poll_every
@@ -221,39 +223,56 @@ class Subscriber:
                 await asyncio.gather(waiter, return_exceptions=True)
         return waiter in done and not waiter.cancelled() and bool(waiter.result())
 
-    async def _deliver_available(self, session: Session) -> None:
-        """Deliver batches until everything up to the delivery horizon is delivered."""
+    async def _round(self, session: Session) -> None:
+        """Deliver what is available, then enter or leave polling mode for writers in flight."""
+        while True:
+            delivered = await self._deliver_available(session)
+            if self.status.writers_in_flight:
+                if not self._polling:
+                    await session.set_polling(True)
+                    self._polling = True
+                s, delay = self.settings, self._writer_delay
+                # Poll fast while events flow; back off while one transaction holds delivery back.
+                grow = delay is not None and not delivered
+                self._writer_delay = (
+                    min(delay * 2, s.writer_poll_max) if grow and delay else s.writer_poll_min
+                )
+                return
+            self._writer_delay = None
+            if not self._polling:
+                return
+            # Leave polling mode, then look once more: a writer that registered while we were
+            # polling may have skipped its NOTIFY.
+            await session.set_polling(False)
+            self._polling = False
+
+    async def _deliver_available(self, session: Session) -> int:
+        """Deliver batches up to the delivery horizon read at the start; return how many events."""
         horizon: Horizon | None = None
+        delivered = 0
         while not self.stopping:
             latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
             self.status.latest_received_id = latest
-            if horizon is None or latest >= horizon.safe_id:
-                if horizon is not None:
-                    return  # delivered up to the horizon read at the start of this round
+            if horizon is None:
                 horizon = await session.horizon()
                 self._note_horizon(horizon)
-                if latest >= horizon.safe_id:
-                    return
+            if latest >= horizon.safe_id:
+                return delivered
             batch = await session.fetch(latest, horizon.safe_id, self.settings.batch_size)
             if batch.purged_up_to > latest:
                 self._on_purged(latest, batch.purged_up_to)
             if not batch.events:
-                return
+                return delivered
             await self._deliver(batch.events)
+            delivered += len(batch.events)
             if len(batch.events) < self.settings.batch_size:
-                return
+                return delivered
         raise _StopRequested
 
     def _note_horizon(self, horizon: Horizon) -> None:
         st = self.status
         st.newest_event_id = horizon.last_drawn_id
         st.writers_in_flight = horizon.writers
-        if horizon.writers:
-            s = self.settings
-            delay = self._writer_delay
-            self._writer_delay = s.writer_poll_min if delay is None else min(delay * 2, s.writer_poll_max)
-        else:
-            self._writer_delay = None
         if horizon.blocking_pid is None:
             st.blocked_by_pid = st.blocked_since = None
             return

@@ -24,9 +24,15 @@
 --   key1 = 1884487680 + (v >> 32), key2 = low 32 bits of v. Good for v < 2^48.
 --
 -- NOTIFY costs a cluster-wide lock held until the commit is flushed, which serializes committing
--- transactions. Only a writer that finds no other writer in flight notifies: any writer that skips
--- was registered while another one was in flight, so the subscriber, woken by that other writer's
--- commit (or already polling), sees the skipping writer's lock and polls until no writer is left.
+-- transactions. So a writer notifies only when some listening subscriber may need the wake-up.
+-- Subscribers advertise themselves with two shared session advisory locks (key1 = 1884487679):
+--   key2 = 1  held by every listening subscriber while it is connected;
+--   key2 = 2  held while it re-polls because it saw writers in flight; it releases the lock only
+--             after a fetch that saw none, and then fetches once more.
+-- A writer registers first, then skips NOTIFY only if every listener is polling: each of them
+-- fetches again after the writer registered, sees its lock, and keeps polling until it is gone.
+-- (Deciding by "another writer is in flight and will notify" is not enough: that writer may roll
+-- back, and nothing would wake the subscriber.)
 
 DROP TRIGGER events_notify ON public.events;
 DROP FUNCTION public.events_notify();
@@ -53,12 +59,11 @@ BEGIN
         (CASE WHEN low >= 2147483648 THEN low - 4294967296 ELSE low END)::int
     );
     PERFORM set_config('pgsubscriber.writer_registered', 'on', true);
-    IF NOT EXISTS (
+    IF EXISTS (
         SELECT FROM pg_locks
-        WHERE locktype = 'advisory' AND objsubid = 2
-          AND classid >= 1884487680::oid
+        WHERE locktype = 'advisory' AND objsubid = 2 AND classid = 1884487679::oid
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND pid <> pg_backend_pid()
+        HAVING count(*) FILTER (WHERE objid = 1) > count(*) FILTER (WHERE objid = 2)
     ) THEN
         PERFORM pg_notify('events', '');
     END IF;
