@@ -49,6 +49,7 @@ class Horizon:
 
 @dataclass(frozen=True)
 class Batch:
+    horizon: Horizon
     events: list[Event]
     purged_up_to: int
 
@@ -105,7 +106,7 @@ class Session:
                 if settings.listen_dsn:
                     listen_conn = await _connect(settings.listen_dsn, settings)
                 await listen_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(settings.channel)))
-                await listen_conn.execute(query("flag_listening"))
+                await listen_conn.execute(query("idle_listener_lock"))
         except BaseException:
             await conn.close()
             if listen_conn is not None:
@@ -137,7 +138,7 @@ class Session:
             return
         await _bounded(
             self._listen_conn,
-            self._listen_conn.execute(query("flag_polling_on" if polling else "flag_polling_off")),
+            self._listen_conn.execute(query("idle_listener_unlock" if polling else "idle_listener_lock")),
             self._settings.heartbeat_timeout,
             "the polling flag",
         )
@@ -147,36 +148,22 @@ class Session:
         for conn in {id(c): c for c in (self._conn, self._listen_conn) if c is not None}.values():
             await _bounded(conn, conn.execute("SELECT 1"), self._settings.heartbeat_timeout, "the heartbeat")
 
-    async def horizon(self) -> Horizon:
+    async def fetch(self, after_id: int, limit: int) -> Batch:
+        """The delivery horizon and up to ``limit`` events after ``after_id`` below it."""
+        params = {"topics": self._settings.topics, "after_id": after_id, "limit": limit}
         cur = await _bounded(
             self._conn,
-            self._conn.execute(query("delivery_horizon")),
-            self._settings.heartbeat_timeout,
-            "the delivery horizon query",
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return Horizon(int(row[0]), int(row[1]), int(row[2]), row[3], row[4])
-
-    async def fetch(self, after_id: int, safe_id: int, limit: int) -> Batch:
-        params = {
-            "topics": self._settings.topics,
-            "after_id": after_id,
-            "safe_id": safe_id,
-            "limit": limit,
-        }
-        cur = await _bounded(
-            self._conn,
-            self._conn.execute(query("fetch_batch"), params),
+            self._conn.execute(query("fetch"), params),
             self._settings.query_timeout,
             "the fetch query",
         )
         rows = await cur.fetchall()
-        purged_up_to = int(rows[0][0]) if rows else 0
+        first = rows[0]
+        horizon = Horizon(int(first[0]), int(first[1]), int(first[2]), first[3], first[4])
         construct = Event.model_construct
         events = [
-            construct(id=r[1], topic=r[2], payload=r[3], created_at=r[4], key=r[5])
+            construct(id=r[6], topic=r[7], payload=r[8], created_at=r[9], key=r[10])
             for r in rows
-            if r[1] is not None
+            if r[6] is not None
         ]
-        return Batch(events, purged_up_to)
+        return Batch(horizon, events, int(first[5]))

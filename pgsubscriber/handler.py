@@ -18,8 +18,9 @@ class ApplicationEventHandler(Protocol):
     it has durably recorded (0 when none), and ``on_notification`` must record the batch's last id
     together with the batch's effects. The subscriber delivers every event with a greater id, in id
     order. If ``on_notification`` raises, the same batch is delivered again after a backoff: it is
-    never skipped. After a process restart, a batch whose effects were not recorded is delivered
-    again (at-least-once), so make ``on_notification`` idempotent, e.g. by upserting on ``event.id``.
+    never skipped, and it may contain events a failed attempt already stored in part. After a
+    process restart, a batch whose effects were not recorded is delivered again (at-least-once),
+    so make ``on_notification`` idempotent, e.g. by upserting on ``event.id``.
     """
 
     def on_notification(self, events: list[Event]) -> Awaitable[None] | None:

@@ -50,6 +50,12 @@ class SubscriberSettings(BaseSettings):
         gt=0,
         description="Longest re-fetch delay while producer transactions are in flight.",
     )
+    writer_poll_threshold: int = Field(
+        default=2,
+        ge=1,
+        description="Producer transactions in flight at which an idle subscriber re-polls instead of "
+        "waiting for NOTIFY (writers then skip NOTIFY and its commit-time lock).",
+    )
     heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Silence on the connection after which it is checked."
     )

@@ -184,7 +184,7 @@ class Subscriber:
         s = self.settings
         poll_every = s.poll_only_interval if s.poll_only else s.safety_poll_interval
         self._polling = False
-        await self._round(session)
+        await self._round(session, after_connect=True)
         self.status.last_error = None
         self.status.caught_up_at = datetime.now(UTC)
         logger.info("caught up at id %s", self.status.latest_received_id)
@@ -223,20 +223,26 @@ class Subscriber:
                 await asyncio.gather(waiter, return_exceptions=True)
         return waiter in done and not waiter.cancelled() and bool(waiter.result())
 
-    async def _round(self, session: Session) -> None:
-        """Deliver what is available, then enter or leave polling mode for writers in flight."""
+    async def _round(self, session: Session, *, after_connect: bool = False) -> None:
+        """Deliver what is available, then enter or leave polling mode for writers in flight.
+
+        Idle, every writer that registers will NOTIFY, so a few writers in flight need no
+        polling; at ``writer_poll_threshold`` writers the subscriber polls instead, and writers
+        skip NOTIFY (its commit lock serializes concurrent producers). Just after a connect, and
+        on the check after leaving polling mode, any writer may have skipped: threshold 1.
+        """
+        threshold = 1 if self._polling or after_connect else self.settings.writer_poll_threshold
         while True:
             delivered = await self._deliver_available(session)
-            if self.status.writers_in_flight:
+            if self.status.writers_in_flight >= threshold:
                 if not self._polling:
                     await session.set_polling(True)
                     self._polling = True
                 s, delay = self.settings, self._writer_delay
                 # Poll fast while events flow; back off while one transaction holds delivery back.
                 grow = delay is not None and not delivered
-                self._writer_delay = (
-                    min(delay * 2, s.writer_poll_max) if grow and delay else s.writer_poll_min
-                )
+                next_delay = min(delay * 2, s.writer_poll_max) if grow and delay else s.writer_poll_min
+                self._writer_delay = next_delay
                 return
             self._writer_delay = None
             if not self._polling:
@@ -245,20 +251,16 @@ class Subscriber:
             # polling may have skipped its NOTIFY.
             await session.set_polling(False)
             self._polling = False
+            threshold = 1
 
     async def _deliver_available(self, session: Session) -> int:
-        """Deliver batches up to the delivery horizon read at the start; return how many events."""
-        horizon: Horizon | None = None
+        """Deliver batches until the delivery horizon is reached; return how many events."""
         delivered = 0
         while not self.stopping:
             latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
             self.status.latest_received_id = latest
-            if horizon is None:
-                horizon = await session.horizon()
-                self._note_horizon(horizon)
-            if latest >= horizon.safe_id:
-                return delivered
-            batch = await session.fetch(latest, horizon.safe_id, self.settings.batch_size)
+            batch = await session.fetch(latest, self.settings.batch_size)
+            self._note_horizon(batch.horizon)
             if batch.purged_up_to > latest:
                 self._on_purged(latest, batch.purged_up_to)
             if not batch.events:
@@ -314,6 +316,8 @@ class Subscriber:
         st.events_delivered += len(events)
         st.batches_delivered += 1
         st.latest_received_id = events[-1].id
+        if st.last_error and st.last_error.startswith("handler "):
+            st.last_error = None
 
     async def _with_handler_retry(self, method: Callable[..., Any], *args: Any) -> Any:
         """Call a handler method; on failure call it again after a backoff, until it succeeds."""

@@ -21,7 +21,9 @@ from pgsubscriber import SubscriberSettings
 from pgsubscriber.testing import TemporaryPostgres
 
 # Fixture modules of the applications' tests (one line each).
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.support.mongo_fixtures",
+]
 
 TEMPLATE = "events_template"
 _counter = itertools.count()

@@ -24,15 +24,16 @@
 --   key1 = 1884487680 + (v >> 32), key2 = low 32 bits of v. Good for v < 2^48.
 --
 -- NOTIFY costs a cluster-wide lock held until the commit is flushed, which serializes committing
--- transactions. So a writer notifies only when some listening subscriber may need the wake-up.
--- Subscribers advertise themselves with two shared session advisory locks (key1 = 1884487679):
---   key2 = 1  held by every listening subscriber while it is connected;
---   key2 = 2  held while it re-polls because it saw writers in flight; it releases the lock only
---             after a fetch that saw none, and then fetches once more.
--- A writer registers first, then skips NOTIFY only if every listener is polling: each of them
--- fetches again after the writer registered, sees its lock, and keeps polling until it is gone.
--- (Deciding by "another writer is in flight and will notify" is not enough: that writer may roll
--- back, and nothing would wake the subscriber.)
+-- transactions. So a writer notifies only when some subscriber needs the wake-up. Every listening
+-- subscriber that is idle (waiting for NOTIFY) holds a SHARED session advisory lock (1884487679, 1).
+-- While it re-polls because it saw writers in flight, it releases that lock; it takes it again
+-- only after a fetch that saw no writer, and then fetches once more.
+-- A writer registers first, then tries to take that lock EXCLUSIVELY (and releases it at once):
+-- failure means an idle subscriber exists, so it notifies; success means every listener is
+-- polling and will fetch again after this writer registered, see its lock, and keep polling until
+-- it is gone. No scan of pg_locks on the write path: two lock calls.
+-- (Skipping because "another writer is in flight and will notify" is not enough: that writer may
+-- roll back, and nothing would wake the subscriber.)
 
 DROP TRIGGER events_notify ON public.events;
 DROP FUNCTION public.events_notify();
@@ -59,12 +60,9 @@ BEGIN
         (CASE WHEN low >= 2147483648 THEN low - 4294967296 ELSE low END)::int
     );
     PERFORM set_config('pgsubscriber.writer_registered', 'on', true);
-    IF EXISTS (
-        SELECT FROM pg_locks
-        WHERE locktype = 'advisory' AND objsubid = 2 AND classid = 1884487679::oid
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        HAVING count(*) FILTER (WHERE objid = 1) > count(*) FILTER (WHERE objid = 2)
-    ) THEN
+    IF pg_try_advisory_lock(1884487679, 1) THEN
+        PERFORM pg_advisory_unlock(1884487679, 1);  -- no idle subscriber: nobody to wake
+    ELSE
         PERFORM pg_notify('events', '');
     END IF;
     RETURN NULL;

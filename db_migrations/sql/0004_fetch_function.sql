@@ -1,0 +1,49 @@
+-- One round trip per batch: the delivery horizon, then the batch, in a single call.
+--
+-- Correctness needs the batch's snapshot to be taken AFTER the writers' locks were read (see
+-- 0002). In READ COMMITTED a VOLATILE PL/pgSQL function takes a fresh snapshot for each statement
+-- it runs, so the RETURN QUERY below sees every transaction that had ended when
+-- events_delivery_horizon() read the locks. The purge watermark is read in that same statement, so
+-- an event purged before this read is either in the batch or covered by the watermark.
+--
+-- Every row carries the horizon; when there is no event to deliver, one row comes back with NULL
+-- event columns.
+
+CREATE FUNCTION public.events_fetch(after_id bigint, wanted_topics text[], max_events integer)
+    RETURNS TABLE (
+        safe_id bigint, last_drawn_id bigint, writers integer, blocking_pid integer,
+        blocking_since timestamptz, purged_up_to bigint,
+        id bigint, topic text, payload jsonb, created_at timestamptz, key text
+    )
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS
+$$
+#variable_conflict use_column
+DECLARE
+    h record;
+BEGIN
+    SELECT * INTO h FROM public.events_delivery_horizon();
+    RETURN QUERY
+    SELECT h.safe_id, h.last_drawn_id, h.writers, h.blocking_pid, h.blocking_since, w.purged_up_to,
+           e.id, e.topic, e.payload, e.created_at, e.key
+    FROM (
+        SELECT coalesce(max(p.purged_up_to_id), 0) AS purged_up_to
+        FROM public.events_purge_watermarks AS p
+        WHERE p.topic = ANY(wanted_topics)
+    ) AS w
+    LEFT JOIN LATERAL (
+        SELECT ev.id, ev.topic, ev.payload, ev.created_at, ev.key
+        FROM public.events AS ev
+        WHERE ev.topic = ANY(wanted_topics) AND ev.id > after_id AND ev.id <= h.safe_id
+        ORDER BY ev.id
+        LIMIT max_events
+    ) AS e ON true
+    ORDER BY e.id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION public.events_fetch(bigint, text[], integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.events_fetch(bigint, text[], integer) TO events_consumer, events_purger;

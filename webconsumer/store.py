@@ -1,0 +1,208 @@
+"""The handler: every received event and a ``courses`` read model, in MongoDB, without transactions.
+
+Two collections, written in this order for each batch:
+
+1. ``courses``, the read model. Each course document stores ``last_event_id``, the id of the newest
+   event applied to it, and an update only applies when its event is newer. A deleted course stays
+   as a tombstone (``deleted: true``) so that a redelivered "created" cannot bring it back.
+2. ``receivedEvents``, one document per event with a unique index on ``event_id``. The position
+   (``get_latest_received_id``) is the greatest ``event_id``, read from that index.
+
+The read model is written first, so ``receivedEvents`` is never ahead of it. A crash between the two
+writes leaves the read model ahead; the position did not move, so the batch comes again, the read
+model skips what it already has, and ``receivedEvents`` catches up. Events are inserted in id order
+(an ordered insert stops at the first failure), so stored ids are always a prefix of the batch: all
+ids up to the greatest one are present, and a retry inserts exactly the ids after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from pgsubscriber import Event
+
+logger = logging.getLogger(__name__)
+
+COURSES_TOPIC = "courses"
+RECEIVED_EVENTS = "receivedEvents"
+COURSES = "courses"
+
+Document = dict[str, Any]
+
+
+@dataclass
+class CourseChange:
+    """What one batch does to one course: the fields to set, and the newest event among them."""
+
+    last_event_id: int
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def fold_course_events(events: Iterable[Event]) -> dict[str, CourseChange]:
+    """Fold a batch's course events into one change per course (later events win field by field).
+
+    Applying the folded fields to a course document that is anywhere between the batch's first and
+    last event for that course gives the same result as applying the events one by one.
+    """
+    changes: dict[str, CourseChange] = {}
+    for event in events:
+        if event.topic != COURSES_TOPIC:
+            continue
+        kind = event.payload.get("type")
+        course_id = event.payload.get("course_id")
+        if not isinstance(course_id, str):
+            logger.warning("event %d (%s) has no course_id; read model unchanged", event.id, kind)
+            continue
+        if kind == "course.created":
+            update: dict[str, Any] = {
+                "title": event.payload.get("title"),
+                "deleted": False,
+                "created_event_id": event.id,
+                "created_at": event.created_at,
+            }
+        elif kind == "course.renamed":
+            update = {"title": event.payload.get("title")}
+        elif kind == "course.deleted":
+            update = {"deleted": True}
+        else:
+            logger.warning("event %d has unknown type %r; read model unchanged", event.id, kind)
+            continue
+        change = changes.setdefault(course_id, CourseChange(event.id))
+        change.last_event_id = event.id
+        change.fields.update(update, updated_at=event.created_at)
+    return changes
+
+
+@dataclass
+class HandlerHealth:
+    """The outcome of the handler's last MongoDB attempt, for ``/health``."""
+
+    last_error: str | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+
+
+class MongoEventStore:
+    """An :class:`~pgsubscriber.ApplicationEventHandler` that keeps events and courses in MongoDB.
+
+    Its methods are plain ``def`` (pymongo is blocking): the subscriber runs them in a thread. One
+    consumer process per database: two writers would race on the same documents.
+    """
+
+    def __init__(self, database: Database[Document]) -> None:
+        self.database = database
+        self.received: Collection[Document] = database[RECEIVED_EVENTS]
+        self.courses: Collection[Document] = database[COURSES]
+        self.health = HandlerHealth()
+        self._indexes_ready = False
+        self._lock = threading.Lock()
+
+    # -- ApplicationEventHandler ------------------------------------------------------------
+
+    def on_notification(self, events: list[Event]) -> None:
+        """Apply the batch to the read model, then record its events. Idempotent."""
+        with self._attempt():
+            self.ensure_indexes()
+            self.apply_to_read_model(events)
+            self.record_received(events)
+
+    def get_latest_received_id(self) -> int:
+        """The greatest stored ``event_id`` (one step down the unique index), or 0."""
+        with self._attempt():
+            self.ensure_indexes()
+            return self._latest_received_id()
+
+    # -- the two writes ---------------------------------------------------------------------
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes once (idempotent on the server too)."""
+        if self._indexes_ready:
+            return
+        self.received.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
+        # For GET /courses: live courses in course_id order (nx-27017 cannot index "_id" in a compound).
+        self.courses.create_index([("deleted", ASCENDING), ("course_id", ASCENDING)], name="live_courses")
+        self._indexes_ready = True
+
+    def apply_to_read_model(self, events: list[Event]) -> None:
+        """Bring each course of the batch up to its newest event; skip courses already there."""
+        changes = fold_course_events(events)
+        if not changes:
+            return
+        known = {
+            doc["_id"]: int(doc.get("last_event_id", 0))
+            for doc in self.courses.find({"_id": {"$in": list(changes)}}, {"last_event_id": 1})
+        }
+        writes: list[InsertOne[Document] | UpdateOne] = []
+        for course_id, change in changes.items():
+            if course_id not in known:
+                document = {"title": None, "deleted": False, **change.fields}
+                writes.append(
+                    InsertOne(
+                        {
+                            **document,
+                            "_id": course_id,
+                            "course_id": course_id,
+                            "last_event_id": change.last_event_id,
+                        }
+                    )
+                )
+            elif known[course_id] < change.last_event_id:
+                writes.append(
+                    UpdateOne(
+                        {"_id": course_id, "last_event_id": {"$lt": change.last_event_id}},
+                        {"$set": {**change.fields, "last_event_id": change.last_event_id}},
+                    )
+                )
+        if writes:
+            self.courses.bulk_write(writes, ordered=False)
+
+    def record_received(self, events: list[Event]) -> None:
+        """Insert, in id order, the events after the greatest stored id."""
+        latest = self._latest_received_id()
+        now = datetime.now(UTC)
+        documents = [
+            {
+                "event_id": event.id,
+                "topic": event.topic,
+                "payload": event.payload,
+                "key": event.key,
+                "created_at": event.created_at,
+                "received_at": now,
+            }
+            for event in events
+            if event.id > latest
+        ]
+        if documents:
+            self.received.insert_many(documents, ordered=True)
+
+    def _latest_received_id(self) -> int:
+        newest = self.received.find_one({}, {"event_id": 1, "_id": 0}, sort=[("event_id", DESCENDING)])
+        return int(newest["event_id"]) if newest else 0
+
+    # -- health -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _attempt(self) -> Iterator[None]:
+        """Record whether a handler call reached MongoDB, for ``/health``; re-raise any failure."""
+        try:
+            yield
+        except Exception as exc:
+            with self._lock:
+                if self.health.failing_since is None:
+                    self.health.failing_since = datetime.now(UTC)
+                self.health.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        with self._lock:
+            self.health.last_error = None
+            self.health.failing_since = None
+            self.health.last_success_at = datetime.now(UTC)
