@@ -22,6 +22,7 @@ from pgsubscriber.testing import TemporaryPostgres
 
 # Fixture modules of the applications' tests (one line each).
 pytest_plugins: list[str] = [
+    "tests.support.purger_fixtures",
     "tests.support.mongo_fixtures",
 ]
 
