@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PgSubscriberError(Exception):
     """Base class of every error raised by pgsubscriber."""
@@ -9,6 +15,20 @@ class PgSubscriberError(Exception):
 
 class ConfigurationError(PgSubscriberError, ValueError):
     """A setting is invalid. The message names the setting and what is accepted."""
+
+    @classmethod
+    def from_validation_error(
+        cls, exc: ValidationError, subject: str, name_field: Callable[[str], str] | None = None
+    ) -> ConfigurationError:
+        """One message for every problem pydantic found; ``name_field`` says how to name a field
+        to the user (e.g. its environment variable)."""
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
+            label = name_field(field) if name_field and field else ".".join(str(p) for p in err["loc"])
+            problems.append(f"{label}: {message}" if label else message)
+        return cls(f"invalid {subject}: {'; '.join(problems)}")
 
 
 class InvalidEventError(PgSubscriberError, ValueError):

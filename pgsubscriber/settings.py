@@ -97,12 +97,9 @@ class SubscriberSettings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'} "
-                f"({ENV_PREFIX}{str(err['loc'][0]).upper() if err['loc'] else ''}): {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ConfigurationError(f"invalid subscriber settings: {problems}") from None
+            raise ConfigurationError.from_validation_error(
+                exc, "subscriber settings", lambda field: f"{field} ({ENV_PREFIX}{field.upper()})"
+            ) from None
 
     @field_validator("topics", mode="before")
     @classmethod

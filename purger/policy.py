@@ -69,12 +69,7 @@ class RetentionPolicy(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: "
-                f"{err.get('ctx', {}).get('error', err['msg'])}"
-                for err in exc.errors()
-            )
-            raise ConfigurationError(f"invalid retention policy: {problems}") from None
+            raise ConfigurationError.from_validation_error(exc, "retention policy") from None
 
     @field_validator("default", mode="before")
     @classmethod

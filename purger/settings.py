@@ -77,14 +77,11 @@ class PurgerSettings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                name = str(err["loc"][0]) if err["loc"] else ""
-                message = str(err.get("ctx", {}).get("error", err["msg"]))
-                if name:
-                    message = f"{ENV_PREFIX}{name.upper()} / {FLAGS.get(name, '--' + name)}: {message}"
-                problems.append(message)
-            raise ConfigurationError(f"invalid purger settings: {'; '.join(problems)}") from None
+            raise ConfigurationError.from_validation_error(
+                exc,
+                "purger settings",
+                lambda field: f"{ENV_PREFIX}{field.upper()} / {FLAGS.get(field, '--' + field)}",
+            ) from None
 
     @field_validator("retention", "interval", mode="before")
     @classmethod
