@@ -22,7 +22,7 @@ from psycopg.types.json import set_json_loads
 
 from pgsubscriber._queries import query
 from pgsubscriber.errors import ConnectionLostError, SchemaMissingError
-from pgsubscriber.events import Event
+from pgsubscriber.events import Event, trusted_event
 from pgsubscriber.settings import SubscriberSettings
 
 logger = logging.getLogger(__name__)
@@ -160,10 +160,5 @@ class Session:
         rows = await cur.fetchall()
         first = rows[0]
         horizon = Horizon(int(first[0]), int(first[1]), int(first[2]), first[3], first[4])
-        construct = Event.model_construct
-        events = [
-            construct(id=r[6], topic=r[7], payload=r[8], created_at=r[9], key=r[10])
-            for r in rows
-            if r[6] is not None
-        ]
+        events = [trusted_event(r[6], r[7], r[8], r[9], r[10]) for r in rows if r[6] is not None]
         return Batch(horizon, events, int(first[5]))

@@ -38,3 +38,28 @@ class Event(BaseModel):
     created_at: datetime
     key: str | None = None
     """The idempotency key the producer gave, if any."""
+
+
+_EVENT_FIELDS = frozenset(Event.model_fields)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def trusted_event(
+    id: int, topic: str, payload: dict[str, Any], created_at: datetime, key: str | None
+) -> Event:
+    """An :class:`Event` from values the database already checked, without validation.
+
+    The same object ``Event.model_construct`` builds (equal, dumpable, frozen), at a quarter of the
+    cost: catch-up builds one per delivered event.
+    """
+    event = _new_object(Event)
+    _set_attribute(
+        event,
+        "__dict__",
+        {"id": id, "topic": topic, "payload": payload, "created_at": created_at, "key": key},
+    )
+    _set_attribute(event, "__pydantic_fields_set__", _EVENT_FIELDS)
+    _set_attribute(event, "__pydantic_extra__", None)
+    _set_attribute(event, "__pydantic_private__", None)
+    return event

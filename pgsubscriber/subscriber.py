@@ -25,7 +25,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from pgsubscriber._session import CONNECTION_ERRORS, Horizon, Session
+from pgsubscriber._session import CONNECTION_ERRORS, Batch, Horizon, Session
 from pgsubscriber.errors import ConfigurationError, EventsPurgedError
 from pgsubscriber.events import Event
 from pgsubscriber.handler import ApplicationEventHandler
@@ -254,22 +254,37 @@ class Subscriber:
             threshold = 1
 
     async def _deliver_available(self, session: Session) -> int:
-        """Deliver batches until the delivery horizon is reached; return how many events."""
+        """Deliver batches until the delivery horizon is reached; return how many events.
+
+        The handler's position is asked once per round; within the round, a delivered batch
+        moves it (the handler recorded it before returning). While the handler works on a full
+        batch, the next one is already being read (the server works while Python does).
+        """
         delivered = 0
-        while not self.stopping:
-            latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
-            self.status.latest_received_id = latest
-            batch = await session.fetch(latest, self.settings.batch_size)
-            self._note_horizon(batch.horizon)
-            if batch.purged_up_to > latest:
-                self._on_purged(latest, batch.purged_up_to)
-            if not batch.events:
-                return delivered
-            await self._deliver(batch.events)
-            delivered += len(batch.events)
-            if len(batch.events) < self.settings.batch_size:
-                return delivered
-        raise _StopRequested
+        size = self.settings.batch_size
+        latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
+        self.status.latest_received_id = latest
+        next_batch: asyncio.Future[Batch] | None = asyncio.ensure_future(session.fetch(latest, size))
+        try:
+            while next_batch is not None and not self.stopping:
+                batch, next_batch = await next_batch, None
+                self._note_horizon(batch.horizon)
+                if batch.purged_up_to > latest:
+                    self._on_purged(latest, batch.purged_up_to)
+                if not batch.events:
+                    return delivered
+                if len(batch.events) == size:
+                    next_batch = asyncio.ensure_future(session.fetch(batch.events[-1].id, size))
+                await self._deliver(batch.events)
+                delivered += len(batch.events)
+                latest = batch.events[-1].id
+        finally:
+            if next_batch is not None:
+                # Let the read finish (it is bounded) rather than cancel it mid-protocol.
+                await asyncio.gather(next_batch, return_exceptions=True)
+        if self.stopping:
+            raise _StopRequested
+        return delivered
 
     def _note_horizon(self, horizon: Horizon) -> None:
         st = self.status

@@ -14,7 +14,10 @@ import psycopg
 
 from pgsubscriber import InvalidPayloadError, InvalidTopicError, validate_topic
 
-_INSERT_ONE = """
+_INSERT_ONE = "INSERT INTO public.events (topic, payload) VALUES (%s, %s::jsonb) RETURNING id"
+
+# With a key: a second publish of the same key inserts nothing (and we then look its id up).
+_INSERT_ONE_KEYED = """
 INSERT INTO public.events (topic, payload, key) VALUES (%s, %s::jsonb, %s)
 ON CONFLICT (key) DO NOTHING
 RETURNING id
@@ -29,6 +32,15 @@ FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS input(t, p, k
 ORDER BY n
 ON CONFLICT (key) DO NOTHING
 RETURNING id, key
+"""
+
+# Without keys nothing can conflict: a plain insert, ids returned in input order.
+_INSERT_MANY_UNKEYED = """
+INSERT INTO public.events (topic, payload)
+SELECT t, p::jsonb
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS input(t, p, n)
+ORDER BY n
+RETURNING id
 """
 
 _IDS_BY_KEY = "SELECT key, id FROM public.events WHERE key = ANY(%s)"
@@ -71,10 +83,13 @@ def publish(
     validate_topic(topic)
     body = _serialize(payload)
     key = _check_key(key)
-    row = conn.execute(_INSERT_ONE, (topic, body, key)).fetchone()
+    if key is None:
+        row = conn.execute(_INSERT_ONE, (topic, body)).fetchone()
+        assert row is not None
+        return int(row[0])
+    row = conn.execute(_INSERT_ONE_KEYED, (topic, body, key)).fetchone()
     if row is not None:
         return int(row[0])
-    assert key is not None  # only a key conflict inserts nothing
     found = conn.execute(_IDS_BY_KEY, ([key],)).fetchone()
     if found is None:
         raise psycopg.errors.UniqueViolation(
@@ -101,6 +116,8 @@ def publish_many(conn: psycopg.Connection[Any], events: Iterable[NewEvent | tupl
         keys.append(_check_key(event.key))
     if not topics:
         return []
+    if all(key is None for key in keys):
+        return sorted(int(row[0]) for row in conn.execute(_INSERT_MANY_UNKEYED, (topics, bodies)))
     rows = conn.execute(_INSERT_MANY, (topics, bodies, keys)).fetchall()
     by_key = {key: int(id_) for id_, key in rows if key is not None}
     keyless = sorted(int(id_) for id_, key in rows if key is None)

@@ -8,6 +8,13 @@
 --
 -- Every row carries the horizon; when there is no event to deliver, one row comes back with NULL
 -- event columns.
+--
+-- enable_sort = off: the batch must come from an ordered scan that stops after max_events rows.
+-- Without it, a planner that underestimates how many rows a topic has (a table not analyzed since
+-- a large backlog arrived) reads and sorts every remaining event of the topic on each call:
+-- measured 35-45 ms instead of 1.5-2 ms per 500-event batch on 200,000 events.
+-- jit = off: the outer ORDER BY (over one batch) still sorts, and enable_sort = off adds 10^10 to
+-- its cost estimate, which would otherwise make every call JIT-compile the query (about 60 ms).
 
 CREATE FUNCTION public.events_fetch(after_id bigint, wanted_topics text[], max_events integer)
     RETURNS TABLE (
@@ -19,6 +26,8 @@ CREATE FUNCTION public.events_fetch(after_id bigint, wanted_topics text[], max_e
     VOLATILE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET enable_sort = off
+    SET jit = off
 AS
 $$
 #variable_conflict use_column

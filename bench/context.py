@@ -1,0 +1,75 @@
+"""What every scenario receives: the cluster, the durations of this run, the results so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.cluster import BenchCluster
+from bench.report import Result
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Durations and sizes. ``FULL`` stays under 10 minutes on 2 cores; ``QUICK`` is a smoke run."""
+
+    name: str
+    publish_seconds: float
+    single_producers: tuple[int, ...]
+    batch_producers: int
+    batch_size: int
+    end_to_end_seconds: float
+    end_to_end_producers: int
+    latency_rate: float
+    latency_seconds: float
+    backlog: int
+    recovery_rounds: int
+    purge_rows: int
+    peer_seconds: float
+
+
+FULL = Profile(
+    name="full",
+    publish_seconds=8.0,
+    single_producers=(1, 4, 8),
+    batch_producers=4,
+    batch_size=100,
+    end_to_end_seconds=60.0,
+    end_to_end_producers=4,
+    latency_rate=200.0,
+    latency_seconds=12.0,
+    backlog=1_000_000,
+    recovery_rounds=3,
+    purge_rows=1_000_000,
+    peer_seconds=20.0,
+)
+
+QUICK = Profile(
+    name="quick",
+    publish_seconds=3.0,
+    single_producers=(1, 4, 8),
+    batch_producers=4,
+    batch_size=100,
+    end_to_end_seconds=12.0,
+    end_to_end_producers=4,
+    latency_rate=200.0,
+    latency_seconds=4.0,
+    backlog=100_000,
+    recovery_rounds=1,
+    purge_rows=100_000,
+    peer_seconds=6.0,
+)
+
+
+@dataclass
+class Context:
+    cluster: BenchCluster
+    profile: Profile
+    log_level: int
+    results: list[Result] = field(default_factory=list)
+
+    def figure(self, scenario: str, figure: str) -> Result | None:
+        """A result measured earlier in this run (e.g. the end-to-end rate for the peer ratios)."""
+        for result in self.results:
+            if result.scenario == scenario and result.figure == figure:
+                return result
+        return None

@@ -1,0 +1,36 @@
+"""The scenarios, in the order they run. Each measures its raw baseline first, then the project."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.context import Context
+from bench.report import Result
+from bench.scenarios import (
+    catch_up,
+    dead_connection,
+    end_to_end,
+    latency,
+    peer_pgqueuer,
+    peer_rabbitmq,
+    publish,
+    purge,
+    recovery,
+)
+
+Scenario = Callable[[Context], list[Result]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "publish-single": publish.run_single,
+    "publish-batch": publish.run_batch,
+    "end-to-end": end_to_end.run,
+    "latency": latency.run,
+    "catch-up": catch_up.run,
+    "recovery": recovery.run,
+    "dead-connection": dead_connection.run,
+    "purge": purge.run,
+    "pgqueuer": peer_pgqueuer.run,
+    "rabbitmq": peer_rabbitmq.run,
+}
+
+SCENARIO_NAMES = list(SCENARIOS)

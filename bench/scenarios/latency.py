@@ -1,0 +1,155 @@
+"""Latency at a steady rate: commit to delivery, p50 and p99.
+
+Baseline: psycopg's own NOTIFY round trip (an autocommit ``pg_notify`` on one connection, received
+by a LISTENing connection in another process). Project: an autocommit ``publish`` to the handler
+call of a subscriber in another process. Both are timed from just before the committing statement
+is sent (CLOCK_MONOTONIC is shared by all processes of the machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.context import Context
+from bench.payloads import TOPIC, payload
+from bench.processes import CTX, running
+from bench.report import Result
+from bench.subscribing import Probe, SubscriberSpec, subscriber_main
+from producer.publish import publish
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "bench_latency"
+
+
+def listener_main(dsn: str, times: Any, ready: Any, stop: Any) -> None:
+    """Child entry point: LISTEN and report ``(seq, receive time)`` for every notification."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        ready.set()
+        while not stop.is_set():
+            for note in conn.notifies(timeout=0.2):
+                times.put([(int(note.payload), time.monotonic())])
+
+
+def _paced(send: Callable[[int], None], rate: float, seconds: float) -> dict[int, float]:
+    """Call ``send(seq)`` ``rate`` times a second for ``seconds``; return each seq's send time."""
+    sent: dict[int, float] = {}
+    interval = 1.0 / rate
+    start = time.monotonic()
+    seq = 0
+    while True:
+        due = start + seq * interval
+        if due > start + seconds:
+            return sent
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        seq += 1
+        sent[seq] = time.monotonic()
+        send(seq)
+
+
+def _collect(times: Any, sent: dict[int, float], timeout: float) -> list[float]:
+    """Latencies in ms of the seqs in ``sent``, from the child's queue."""
+    received: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(received) < len(sent) and time.monotonic() < deadline:
+        try:
+            for seq, at in times.get(timeout=0.2):
+                if seq in sent and seq not in received:
+                    received[seq] = at
+        except queue.Empty:
+            continue
+    missing = len(sent) - len(received)
+    if missing:
+        logger.warning("latency: %d of %d events never arrived", missing, len(sent))
+    return sorted((received[s] - sent[s]) * 1000 for s in received)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def run(ctx: Context) -> list[Result]:
+    p = ctx.profile
+    with ctx.cluster.database("latency") as dsn:
+        # Baseline: NOTIFY round trip.
+        times, ready, stop = CTX.Queue(), CTX.Event(), CTX.Event()
+        with (
+            running(listener_main, [(dsn, times, ready, stop)], name="listener"),
+            psycopg.connect(dsn, autocommit=True) as conn,
+        ):
+            if not ready.wait(60):
+                raise RuntimeError("the NOTIFY listener did not start")
+
+            def notify(seq: int) -> None:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
+
+            sent = _paced(notify, p.latency_rate, p.latency_seconds)
+            raw = _collect(times, sent, timeout=10)
+            stop.set()
+
+        # Project: publish to handler call.
+        probe, times = Probe(), CTX.Queue()
+        spec = SubscriberSpec(dsn=dsn, topics=[TOPIC], send_times=True)
+        with (
+            running(subscriber_main, [(spec, probe, times, ctx.log_level)], name="subscriber"),
+            psycopg.connect(dsn, autocommit=True) as conn,
+        ):
+            if not probe.caught_up.wait(60):
+                raise RuntimeError("the subscriber did not connect within 60 s")
+
+            def send(seq: int) -> None:
+                publish(conn, TOPIC, payload(seq))
+
+            sent = _paced(send, p.latency_rate, p.latency_seconds)
+            project = _collect(times, sent, timeout=30)
+            probe.stop.set()
+
+    raw_p50, raw_p99 = _percentile(raw, 0.5), _percentile(raw, 0.99)
+    p50, p99 = _percentile(project, 0.5), _percentile(project, 0.99)
+    logger.info("latency: raw p50 %.2f p99 %.2f ms; project p50 %.2f p99 %.2f ms", raw_p50, raw_p99, p50, p99)
+    details = {
+        "rate": p.latency_rate,
+        "seconds": p.latency_seconds,
+        "raw_samples": len(raw),
+        "project_samples": len(project),
+        "raw_max_ms": raw[-1] if raw else None,
+        "project_max_ms": project[-1] if project else None,
+        "raw_p90_ms": _percentile(raw, 0.9),
+        "project_p90_ms": _percentile(project, 0.9),
+    }
+    return [
+        Result(
+            scenario=f"latency, {p.latency_rate:g} events/s",
+            figure="p50",
+            unit="ms",
+            baseline=raw_p50,
+            project=p50,
+            ratio=p50 / raw_p50 if raw_p50 else None,
+            target="<= raw + 1 ms",
+            met=p50 <= raw_p50 + 1.0,
+            details=details,
+        ),
+        Result(
+            scenario=f"latency, {p.latency_rate:g} events/s",
+            figure="p99",
+            unit="ms",
+            baseline=raw_p99,
+            project=p99,
+            ratio=p99 / raw_p99 if raw_p99 else None,
+            target="<= 2x raw",
+            met=p99 <= 2 * raw_p99,
+        ),
+    ]
