@@ -81,6 +81,7 @@ class Subscriber:
         self._stop_lock = threading.Lock()
         self._writer_delay: float | None = None
         self._polling = False
+        self._known_position: int | None = None
         self._last_blocked_log = 0.0
         self._acknowledged_purge = 0
 
@@ -253,6 +254,29 @@ class Subscriber:
             self._polling = False
             threshold = 1
 
+    async def _first_batch(self, session: Session) -> tuple[int, Batch]:
+        """Ask the handler its position and read the batch after it.
+
+        Both at once: the read starts from the last position this process knows while the
+        handler answers; if the answer differs (the handler is authoritative), the batch read is
+        dropped and the read starts again from the answer.
+        """
+        size = self.settings.batch_size
+        guess = self._known_position
+        read = asyncio.ensure_future(session.fetch(guess, size)) if guess is not None else None
+        try:
+            latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
+        except BaseException:
+            if read is not None:
+                await asyncio.gather(read, return_exceptions=True)
+            raise
+        self.status.latest_received_id = self._known_position = latest
+        if read is not None:
+            batch = await read
+            if latest == guess:
+                return latest, batch
+        return latest, await session.fetch(latest, size)
+
     async def _deliver_available(self, session: Session) -> int:
         """Deliver batches until the delivery horizon is reached; return how many events.
 
@@ -262,29 +286,29 @@ class Subscriber:
         """
         delivered = 0
         size = self.settings.batch_size
-        latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
-        self.status.latest_received_id = latest
-        next_batch: asyncio.Future[Batch] | None = asyncio.ensure_future(session.fetch(latest, size))
+        latest, batch = await self._first_batch(session)
+        next_read: asyncio.Future[Batch] | None = None
         try:
-            while next_batch is not None and not self.stopping:
-                batch, next_batch = await next_batch, None
+            while True:
                 self._note_horizon(batch.horizon)
                 if batch.purged_up_to > latest:
                     self._on_purged(latest, batch.purged_up_to)
                 if not batch.events:
                     return delivered
                 if len(batch.events) == size:
-                    next_batch = asyncio.ensure_future(session.fetch(batch.events[-1].id, size))
+                    next_read = asyncio.ensure_future(session.fetch(batch.events[-1].id, size))
                 await self._deliver(batch.events)
                 delivered += len(batch.events)
-                latest = batch.events[-1].id
+                latest = self._known_position = batch.events[-1].id
+                if next_read is None:
+                    return delivered
+                if self.stopping:
+                    raise _StopRequested
+                batch, next_read = await next_read, None
         finally:
-            if next_batch is not None:
+            if next_read is not None:
                 # Let the read finish (it is bounded) rather than cancel it mid-protocol.
-                await asyncio.gather(next_batch, return_exceptions=True)
-        if self.stopping:
-            raise _StopRequested
-        return delivered
+                await asyncio.gather(next_read, return_exceptions=True)
 
     def _note_horizon(self, horizon: Horizon) -> None:
         st = self.status
@@ -336,6 +360,17 @@ class Subscriber:
 
     async def _with_handler_retry(self, method: Callable[..., Any], *args: Any) -> Any:
         """Call a handler method; on failure call it again after a backoff, until it succeeds."""
+        if self.stopping:
+            raise _StopRequested
+        try:
+            return await _call(method, *args)  # the usual case, without the retry machinery
+        except Exception as exc:
+            first_failure = exc
+        return await self._retry_handler(method, args, first_failure)
+
+    async def _retry_handler(
+        self, method: Callable[..., Any], args: tuple[Any, ...], failure: Exception
+    ) -> Any:
         s = self.settings
 
         def log_failure(state: RetryCallState) -> None:
@@ -362,9 +397,13 @@ class Subscriber:
             sleep=self._sleep_unless_stopped,
             reraise=True,
         )
+        first = True
         async for attempt in retrying:
             with attempt:
                 if self.stopping:
                     raise _StopRequested
+                if first:
+                    first = False
+                    raise failure  # the failure of the direct call: logged, then a backoff
                 return await _call(method, *args)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -32,11 +32,28 @@ AS
 $$
 #variable_conflict use_column
 DECLARE
-    h record;
+    drawn bigint;
+    min_registered bigint;
+    writer_count integer;
+    safe bigint;
+    holder integer;
+    holder_since timestamptz;
 BEGIN
-    SELECT * INTO h FROM public.events_delivery_horizon();
+    -- The horizon, as in events_delivery_horizon() (inlined: this runs once per batch).
+    drawn := coalesce(pg_sequence_last_value('public.events_id_seq'::regclass), 0);
+    SELECT count(*)::int, min(((l.classid::bigint - 1884487680) << 32) | l.objid::bigint)
+      INTO writer_count, min_registered
+      FROM pg_locks AS l
+     WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid >= 1884487680::oid
+       AND l.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database());
+    safe := least(drawn, coalesce(min_registered, drawn));
+    IF safe < drawn THEN
+        SELECT b.blocking_pid, b.blocking_since INTO holder, holder_since
+          FROM public.events_delivery_horizon() AS b;
+    END IF;
+    -- A new statement: a new snapshot, taken after the locks were read.
     RETURN QUERY
-    SELECT h.safe_id, h.last_drawn_id, h.writers, h.blocking_pid, h.blocking_since, w.purged_up_to,
+    SELECT safe, drawn, writer_count, holder, holder_since, w.purged_up_to,
            e.id, e.topic, e.payload, e.created_at, e.key
     FROM (
         SELECT coalesce(max(p.purged_up_to_id), 0) AS purged_up_to
@@ -46,7 +63,7 @@ BEGIN
     LEFT JOIN LATERAL (
         SELECT ev.id, ev.topic, ev.payload, ev.created_at, ev.key
         FROM public.events AS ev
-        WHERE ev.topic = ANY(wanted_topics) AND ev.id > after_id AND ev.id <= h.safe_id
+        WHERE ev.topic = ANY(wanted_topics) AND ev.id > after_id AND ev.id <= safe
         ORDER BY ev.id
         LIMIT max_events
     ) AS e ON true
