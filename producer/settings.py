@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_producer_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    # Unique per run: a restarted container has the same hostname and pid (1), and reused keys would
+    # make its new events collide with stored ones (ON CONFLICT DO NOTHING drops them).
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class ProducerSettings(BaseSettings):

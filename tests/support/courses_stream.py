@@ -1,13 +1,13 @@
-"""A background producer of example course events, and the read model a replay of them gives."""
+"""A background producer of example course events; the replay helpers live in :mod:`chaos.verify`."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import psycopg
 
+from chaos.verify import course_rows, received_ids, replay_courses, stored_courses
 from producer.courses import CoursesScenario
 from producer.publish import publish_many
 
@@ -40,38 +40,4 @@ class StreamPublisher(threading.Thread):
         assert self.error is None, self.error
 
 
-def course_rows(conn: psycopg.Connection[Any]) -> list[tuple[int, dict[str, Any]]]:
-    """Every "courses" event in PostgreSQL, in id order."""
-    return conn.execute("SELECT id, payload FROM events WHERE topic = 'courses' ORDER BY id").fetchall()
-
-
-def replay_courses(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """The read model, computed from scratch: course_id -> title, deleted, last_event_id."""
-    courses: dict[str, dict[str, Any]] = {}
-    for event_id, payload in rows:
-        course = courses.setdefault(payload["course_id"], {"title": None, "deleted": False})
-        if payload["type"] == "course.created":
-            course.update(title=payload["title"], deleted=False)
-        elif payload["type"] == "course.renamed":
-            course["title"] = payload["title"]
-        elif payload["type"] == "course.deleted":
-            course["deleted"] = True
-        course["last_event_id"] = event_id
-    return courses
-
-
-def stored_courses(database: Any) -> dict[str, dict[str, Any]]:
-    """The read model as stored in MongoDB, in the shape of :func:`replay_courses`."""
-    return {
-        doc["_id"]: {
-            "title": doc["title"],
-            "deleted": bool(doc["deleted"]),
-            "last_event_id": doc["last_event_id"],
-        }
-        for doc in database["courses"].find()
-    }
-
-
-def received_ids(database: Any) -> list[int]:
-    """The event ids in ``receivedEvents``, in id order (duplicates kept)."""
-    return sorted(doc["event_id"] for doc in database["receivedEvents"].find({}, {"event_id": 1}))
+__all__ = ["StreamPublisher", "course_rows", "received_ids", "replay_courses", "stored_courses"]

@@ -33,7 +33,10 @@ def test_imports_go_one_way():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("package", ["pgsubscriber", "producer", "db_migrations", "webconsumer", "purger"])
+@pytest.mark.parametrize(
+    "package",
+    ["pgsubscriber", "producer", "db_migrations", "webconsumer", "purger", "bench", "chaos", "demo"],
+)
 def test_each_public_module_has_a_docstring(package):
     for path in (ROOT / package).rglob("*.py"):
         if path.name.startswith("_") and path.name != "__init__.py":

@@ -1,0 +1,190 @@
+"""The docker compose deployment, driven through the Docker SDK (``pip install -e '.[chaos]'``).
+
+Start it first with ``docker compose up -d --build``; containers are found by the labels compose
+puts on them (``com.docker.compose.project`` and ``com.docker.compose.service``). Passwords are read
+from the environment, else from the ``.env`` file next to docker-compose.yml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from chaos.deployment import DeploymentError, StopMode
+from chaos.local import wait_for_http
+from chaos.services import DATABASE, MONGO_DATABASE, postgres_url
+
+logger = logging.getLogger(__name__)
+
+PROJECT = "pgsubscriber"
+"""The ``name:`` of docker-compose.yml."""
+
+ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
+LONG_RUNNING = ("db", "webconsumerdb", "web_consumer", "producer", "purger")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a compose ``.env`` file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class DockerDeployment:
+    """The compose project's containers; faults are ``stop``/``start``/``kill`` through the SDK."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        project: str = PROJECT,
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        start_timeout: float = 120.0,
+        client: Any = None,
+    ) -> None:
+        if client is None:
+            try:
+                import docker
+            except ImportError as exc:
+                raise DeploymentError(
+                    "the docker backend needs the Docker SDK: pip install -e '.[chaos]'"
+                ) from exc
+            try:
+                client = docker.from_env()
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise DeploymentError(f"cannot reach the Docker engine: {exc}") from exc
+        self.client = client
+        self.project, self.host, self.start_timeout = project, host, start_timeout
+        self.env = {**read_env_file(ENV_FILE), **os.environ, **(env or {})}
+
+    def _value(self, name: str, default: str | None = None) -> str:
+        value = self.env.get(name, default)
+        if value is None:
+            raise DeploymentError(f"{name} is not set: export it or put it in {ENV_FILE}")
+        return value
+
+    # Addresses -----------------------------------------------------------------------------
+    @property
+    def events_dsn(self) -> str:
+        password = self._value("EVENTS_CONSUMER_PASSWORD")
+        return postgres_url(
+            "events_consumer", password, self.host, 5432, self._value("POSTGRES_DB", DATABASE)
+        )
+
+    @property
+    def mongo_url(self) -> str:
+        user, password = self._value("MONGO_ROOT_USER"), self._value("MONGO_ROOT_PASSWORD")
+        return f"mongodb://{user}:{password}@{self.host}:27017/?authSource=admin&directConnection=true"
+
+    @property
+    def mongo_database(self) -> str:
+        return MONGO_DATABASE
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://{self.host}:1337"
+
+    # Containers ----------------------------------------------------------------------------
+    def container(self, service: str) -> Any:
+        labels = [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
+        found = self.client.containers.list(all=True, filters={"label": labels})
+        if not found:
+            raise DeploymentError(
+                f"no container for service {service!r} of project {self.project!r}: "
+                "run `docker compose up -d --build` first"
+            )
+        return found[0]
+
+    def _status(self, service: str) -> tuple[str, str | None]:
+        container = self.container(service)
+        container.reload()
+        health = container.attrs.get("State", {}).get("Health", {}).get("Status")
+        return container.status, health
+
+    def _wait(self, service: str, healthy: bool) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            status, health = self._status(service)
+            if status == "running" and (not healthy or health in (None, "healthy")):
+                return
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"{service} is {status} ({health}) after {self.start_timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _start(self, service: str) -> None:
+        container = self.container(service)
+        container.reload()
+        if container.status == "paused":
+            container.unpause()
+            logger.info("resumed %s", service)
+        elif container.status != "running":
+            container.start()
+            logger.info("started %s", service)
+
+    # Lifecycle -----------------------------------------------------------------------------
+    def up(self) -> None:
+        """Check that the project runs (start any stopped service), then wait for the consumer."""
+        self.start_db()
+        for service in LONG_RUNNING:
+            self._start(service)
+        wait_for_http(f"{self.consumer_url}/health", self.start_timeout)
+
+    def down(self) -> None:
+        """Leave every service running, as the chaos run found them."""
+        for service in LONG_RUNNING:
+            try:
+                self._start(service)
+            except DeploymentError as exc:
+                logger.warning("%s", exc)
+
+    # Faults --------------------------------------------------------------------------------
+    def stop_consumer(self) -> None:
+        self.container("web_consumer").stop(timeout=15)
+
+    def start_consumer(self) -> None:
+        self._start("web_consumer")
+        wait_for_http(f"{self.consumer_url}/health", self.start_timeout)
+
+    def kill_consumer(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        container = self.container("web_consumer")
+        container.kill(signal=sig.name)
+        container.wait(timeout=30)
+
+    def stop_producer(self) -> None:
+        """Freeze the producer. A restarted container would have the same hostname and pid (1), so
+        the same default producer id: its idempotency keys would collide with those already stored
+        and its new events would be dropped as duplicates. Freezing keeps its sequence."""
+        container = self.container("producer")
+        container.reload()
+        if container.status == "running":
+            container.pause()
+
+    def start_producer(self) -> None:
+        self._start("producer")
+
+    def stop_db(self, mode: StopMode) -> None:
+        container = self.container("db")
+        if mode == "immediate":
+            container.kill(signal="SIGKILL")  # every process of the server at once: a crash
+            container.wait(timeout=30)
+        else:
+            container.stop(timeout=30)  # the image's stop signal: a fast shutdown
+
+    def start_db(self) -> None:
+        self._start("db")
+        self._wait("db", healthy=True)
