@@ -32,7 +32,7 @@ class SubscriberSettings(BaseSettings):
         description="Topics to receive (comma-separated in the environment)."
     )
     channel: str = Field(default="events", description="NOTIFY channel the schema's trigger uses.")
-    batch_size: int = Field(default=500, ge=1, le=100_000, description="Most events per handler call.")
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Most events per handler call.")
     poll_only: bool = Field(
         default=False, description="Never LISTEN; fetch every `poll_only_interval` instead."
     )

@@ -10,6 +10,7 @@ from bench.scenarios import (
     catch_up,
     dead_connection,
     end_to_end,
+    gap_free_cost,
     latency,
     peer_pgqueuer,
     peer_rabbitmq,
@@ -31,6 +32,7 @@ SCENARIOS: dict[str, Scenario] = {
     "purge": purge.run,
     "pgqueuer": peer_pgqueuer.run,
     "rabbitmq": peer_rabbitmq.run,
+    "gap-free-cost": gap_free_cost.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)

@@ -1,4 +1,4 @@
-"""The README stays true: its configuration table lists every setting."""
+"""The README stays true: its configuration table lists every setting with its default."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from pathlib import Path
 from pgsubscriber import SubscriberSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_configuration_table_with_its_default():
+    for name, field in SubscriberSettings.model_fields.items():
+        default = "required" if field.is_required() else repr(field.default)
+        assert f"| `PGSUBSCRIBER_{name.upper()}` | {default} |" in README, name
 
 
 def test_every_setting_is_in_the_configuration_table():
