@@ -39,7 +39,7 @@ from chaos.services import (
     service_environments,
 )
 from pgsubscriber.errors import PgSubscriberError
-from pgsubscriber.testing import TemporaryPostgres
+from pgsubscriber.testing import TemporaryPostgres, terminate
 from webconsumer.embedded_mongo import EmbeddedMongo, EmbeddedMongoError, free_port
 
 logger = logging.getLogger(__name__)
@@ -156,14 +156,8 @@ class ServiceProcess:
         """SIGTERM, then SIGKILL when it has not exited after ``timeout`` seconds."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop within %.0fs: killing it", self.name, timeout)
-                self.process.kill()
-                self.process.wait()
+        if terminate(self.process, timeout):
+            logger.warning("%s did not stop within %.0fs: killed it", self.name, timeout)
         logger.info("stopped %s (exit status %s)", self.name, self.process.returncode)
         self._join_forwarder()
         self.process = None

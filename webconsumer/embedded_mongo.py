@@ -12,8 +12,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +22,9 @@ from types import TracebackType
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from pgsubscriber.testing import free_port, terminate
+
 logger = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -127,13 +120,7 @@ class EmbeddedMongo:
         """Stop with SIGTERM (SIGKILL after ``timeout``)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         self.process = None
 
     def kill(self) -> None:

@@ -6,6 +6,7 @@ server of its own, for tests that stop or kill it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -37,14 +38,20 @@ class MongoTarget:
         return MongoClient(self.url, tz_aware=True, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def mongo_server() -> Iterator[EmbeddedMongo]:
+@contextlib.contextmanager
+def _running_mongo() -> Iterator[EmbeddedMongo]:
     server = EmbeddedMongo()
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[EmbeddedMongo]:
+    with _running_mongo() as server:
+        yield server
 
 
 @pytest.fixture
@@ -57,12 +64,9 @@ def mongo(mongo_server: EmbeddedMongo) -> Iterator[MongoTarget]:
 
 @pytest.fixture
 def own_mongo() -> Iterator[EmbeddedMongo]:
-    server = EmbeddedMongo()
-    try:
-        server.start()
+    """A server of the test's own, for tests that stop or kill it."""
+    with _running_mongo() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
