@@ -241,9 +241,10 @@ class Subscriber:
                     self._polling = True
                 s, delay = self.settings, self._writer_delay
                 # Poll fast while events flow; back off while one transaction holds delivery back.
-                grow = delay is not None and not delivered
-                next_delay = min(delay * 2, s.writer_poll_max) if grow and delay else s.writer_poll_min
-                self._writer_delay = next_delay
+                if delay is not None and not delivered:
+                    self._writer_delay = min(delay * 2, s.writer_poll_max)
+                else:
+                    self._writer_delay = s.writer_poll_min
                 return
             self._writer_delay = None
             if not self._polling:
