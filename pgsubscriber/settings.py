@@ -132,8 +132,9 @@ class SubscriberSettings(BaseSettings):
 
     @property
     def dead_connection_bound(self) -> float:
-        """Longest time a silently dead connection goes unnoticed (heartbeat interval + timeout)."""
-        return self.heartbeat_interval + self.heartbeat_timeout
+        """Longest time a silently dead connection goes unnoticed: heartbeat interval + timeout
+        while idle, ``query_timeout`` when it dies under a fetch in flight."""
+        return max(self.heartbeat_interval + self.heartbeat_timeout, self.query_timeout)
 
     def connection_kwargs(self) -> dict[str, Any]:
         """libpq parameters that bound how long a broken network goes unnoticed."""

@@ -81,6 +81,7 @@ def test_a_silently_dead_connection_is_noticed_within_the_bound_and_nothing_is_l
             dsn=db.role_dsn("events_consumer").replace(f"port={pg_server.port}", f"port={proxy.port}"),
             heartbeat_interval=1.0,
             heartbeat_timeout=1.0,
+            query_timeout=2.0,  # the silence may start under a fetch in flight
         )
         assert f"port={proxy.port}" in settings.dsn
         with running_subscriber(handler, settings) as sub:
@@ -96,7 +97,7 @@ def test_a_silently_dead_connection_is_noticed_within_the_bound_and_nothing_is_l
             noticed_after = time.monotonic() - silenced_at
             assert sub.subscriber.status.reconnects == 1
         assert_exactly_once_in_order(handler, committed_ids(db))
-        # Documented bound: heartbeat_interval + heartbeat_timeout, plus the reconnect itself.
+        # Documented bound: max(heartbeat_interval + heartbeat_timeout, query_timeout), plus the reconnect.
         assert noticed_after < settings.dead_connection_bound + 5, noticed_after
 
 
