@@ -1,28 +1,35 @@
-"""One live link to PostgreSQL: connections, LISTEN, heartbeat, and the two delivery queries.
+"""One live link to PostgreSQL: connections, LISTEN, heartbeat, and the delivery queries.
 
 Every round trip is bounded in time. A connection whose peer went silent (a blackholed network,
 a frozen server) reports no error by itself: a query on it would wait forever, and psycopg's own
 cancellation would itself wait on the dead network. So a query that overruns its bound closes the
 socket first, then cancels, and raises :class:`ConnectionLostError`.
+
+Nothing here relies on the session's defaults or on session state surviving between statements
+(a transaction-pooling PgBouncer may hand each transaction another server connection): each fetch
+is one message that opens its own READ COMMITTED transaction with the timeouts it needs, and no
+statement is prepared on the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import set_json_loads
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
 
+from pgsubscriber._decoding import PayloadDecodeError, decode_payload, register_tolerant_timestamps
 from pgsubscriber._queries import query
 from pgsubscriber.errors import ConnectionLostError, SchemaMissingError
-from pgsubscriber.events import Event, trusted_event
+from pgsubscriber.events import Event, channel_for, trusted_event
+from pgsubscriber.schema import SCHEMA_VERSION
 from pgsubscriber.settings import SubscriberSettings
 
 logger = logging.getLogger(__name__)
@@ -40,18 +47,46 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Horizon:
+    """How far delivery may go now, and what holds it back (``events_delivery_horizon``)."""
+
     safe_id: int
     last_drawn_id: int
     writers: int
     blocking_pid: int | None
     blocking_since: datetime | None
+    foreign_pid: int | None
+    notify_queue_usage: float
 
 
 @dataclass(frozen=True)
 class Batch:
     horizon: Horizon
     events: list[Event]
-    purged_up_to: int
+    purged_up_to_id: int
+    more: bool
+    """Events below the horizon were left for the next batch (by count or by bytes)."""
+
+
+@dataclass(frozen=True)
+class IdleLockHolder:
+    """A session that holds the idle-listener lock exclusively (writers only do so for an instant)."""
+
+    pid: int | None
+    role: str | None
+
+
+class DeliverySession(Protocol):
+    """What the subscriber loop needs from its link to PostgreSQL (the seam unit tests replace)."""
+
+    async def fetch(self, after_id: int, limit: int) -> Batch: ...
+
+    async def wait_for_notification(self, timeout: float) -> bool: ...
+
+    async def set_idle(self, idle: bool) -> IdleLockHolder | None: ...
+
+    async def heartbeat(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeout: float, what: str) -> T:
@@ -71,9 +106,39 @@ async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeo
 
 
 async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConnection[Any]:
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **settings.connection_kwargs())
-    set_json_loads(orjson.loads, conn)
+    conn = await psycopg.AsyncConnection.connect(
+        dsn,
+        autocommit=True,
+        # Prepared statements outlive a transaction; behind a transaction pooler another client's
+        # server connection may already hold one of the same name.
+        prepare_threshold=None,
+        **settings.connection_kwargs(),
+    )
+    try:
+        # Text output formats the loaders rely on, whatever the role or database sets (a pooler
+        # such as PgBouncer keeps DateStyle and TimeZone per client).
+        await conn.execute(query("session_setup"))
+    except BaseException:
+        await conn.close()
+        raise
+    conn.adapters.register_loader("jsonb", TextLoader)
+    register_tolerant_timestamps(conn)
     return conn
+
+
+def _event(row: Sequence[Any]) -> Event:
+    event_id, topic, text, created_at, key = row[9], row[10], row[11], row[12], row[13]
+    try:
+        return trusted_event(event_id, topic, decode_payload(text), created_at, key)
+    except PayloadDecodeError as exc:
+        logger.error(
+            "event %d (topic %s): its payload cannot be decoded (%s); delivered with raw_payload set",
+            event_id,
+            topic,
+            exc,
+            extra={"event_id": event_id},
+        )
+        return trusted_event(event_id, topic, {}, created_at, key, raw_payload=text)
 
 
 class Session:
@@ -88,6 +153,11 @@ class Session:
         self._settings = settings
         self._conn = conn
         self._listen_conn = listen_conn
+        self._fetch_params: dict[str, Any] = {
+            "topics": settings.topics,
+            "max_bytes": settings.batch_max_bytes,
+            "statement_timeout_ms": int(settings.query_timeout * 1000),
+        }
 
     @classmethod
     async def open(cls, settings: SubscriberSettings) -> Session:
@@ -95,18 +165,17 @@ class Session:
         conn = await _connect(settings.dsn, settings)
         listen_conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            row = await (await conn.execute(query("schema_check"))).fetchone()
-            if not row or not row[0]:
-                raise SchemaMissingError(
-                    "the events schema is missing or incomplete in the database the subscriber "
-                    "connects to: run `python -m db_migrations` with DATABASE_URL pointing at it"
-                )
+            await _check_schema(conn)
             if not settings.poll_only:
                 listen_conn = conn
                 if settings.listen_dsn:
                     listen_conn = await _connect(settings.listen_dsn, settings)
-                await listen_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(settings.channel)))
-                await listen_conn.execute(query("idle_listener_lock"))
+                await listen_conn.execute(
+                    sql.SQL("; ").join(
+                        sql.SQL("LISTEN {}").format(sql.Identifier(channel_for(topic)))
+                        for topic in settings.topics
+                    )
+                )
         except BaseException:
             await conn.close()
             if listen_conn is not None:
@@ -132,16 +201,29 @@ class Session:
                 pass
         return received
 
-    async def set_polling(self, polling: bool) -> None:
-        """Tell writers whether this subscriber is re-polling (they may then skip NOTIFY)."""
-        if self._listen_conn is None:
-            return
-        await _bounded(
-            self._listen_conn,
-            self._listen_conn.execute(query("idle_listener_unlock" if polling else "idle_listener_lock")),
-            self._settings.heartbeat_timeout,
-            "the polling flag",
-        )
+    async def set_idle(self, idle: bool) -> IdleLockHolder | None:
+        """Tell writers whether this subscriber waits for NOTIFY (idle) or re-polls on its own.
+
+        Idle, it holds the shared idle-listener lock, so writers notify. Taking it never waits: a
+        writer holds it exclusively for an instant only, so after a few tries the exclusive
+        holder is someone else, returned so the caller can report it and keep polling.
+        """
+        conn = self._listen_conn
+        if conn is None:
+            return None
+        timeout = self._settings.heartbeat_timeout
+        if not idle:
+            await _bounded(conn, conn.execute(query("idle_listener_unlock")), timeout, "the idle flag")
+            return None
+        for attempt in range(5):
+            cur = await _bounded(conn, conn.execute(query("idle_listener_lock")), timeout, "the idle flag")
+            row = await cur.fetchone()
+            if row and row[0]:
+                return None
+            await asyncio.sleep(0.002 * 2**attempt)
+        cur = await _bounded(conn, conn.execute(query("idle_listener_holder")), timeout, "the idle flag")
+        holder = await cur.fetchone()
+        return IdleLockHolder(holder[0], holder[1]) if holder else IdleLockHolder(None, None)
 
     async def heartbeat(self) -> None:
         """Prove every connection still answers, within ``heartbeat_timeout``."""
@@ -150,15 +232,52 @@ class Session:
 
     async def fetch(self, after_id: int, limit: int) -> Batch:
         """The delivery horizon and up to ``limit`` events after ``after_id`` below it."""
-        params = {"topics": self._settings.topics, "after_id": after_id, "limit": limit}
-        cur = await _bounded(
-            self._conn,
-            self._conn.execute(query("fetch"), params),
-            self._settings.query_timeout,
-            "the fetch query",
-        )
-        rows = await cur.fetchall()
+        params = {**self._fetch_params, "after_id": after_id, "limit": limit}
+        rows = await _bounded(self._conn, self._fetch_rows(params), self._settings.query_timeout, "the fetch")
         first = rows[0]
-        horizon = Horizon(int(first[0]), int(first[1]), int(first[2]), first[3], first[4])
-        events = [trusted_event(r[6], r[7], r[8], r[9], r[10]) for r in rows if r[6] is not None]
-        return Batch(horizon, events, int(first[5]))
+        horizon = Horizon(
+            safe_id=int(first[0]),
+            last_drawn_id=int(first[1]),
+            writers=int(first[2]),
+            blocking_pid=first[3],
+            blocking_since=first[4],
+            foreign_pid=first[5],
+            notify_queue_usage=float(first[6]),
+        )
+        events = [_event(r) for r in rows if r[9] is not None]
+        return Batch(horizon, events, int(first[7]), bool(first[8]))
+
+    async def _fetch_rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        # One message, simple protocol: BEGIN READ COMMITTED; timeouts; the fetch; COMMIT.
+        cur = psycopg.AsyncClientCursor(self._conn)
+        try:
+            await cur.execute(query("fetch"), params)
+            while cur.description is None or len(cur.description) < 14:
+                if not cur.nextset():
+                    raise ConnectionLostError("the fetch returned no rows: unexpected reply")
+            return await cur.fetchall()
+        except psycopg.Error:
+            if self._conn.info.transaction_status in (TransactionStatus.INERROR, TransactionStatus.INTRANS):
+                await self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            await cur.close()
+
+
+async def _check_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    found = None
+    present = await (await conn.execute(query("schema_present"))).fetchone()
+    if present and present[0]:
+        row = await (await conn.execute(query("schema_version"))).fetchone()
+        found = int(row[0]) if row and row[0] is not None else None
+    if found is None:
+        raise SchemaMissingError(
+            "the events schema is missing in the database the subscriber connects to: run "
+            "`python -m db_migrations` with DATABASE_URL pointing at it"
+        )
+    if found < SCHEMA_VERSION:
+        raise SchemaMissingError(
+            f"the events schema is at migration {found:04d}, this pgsubscriber needs "
+            f"{SCHEMA_VERSION:04d}: run `python -m db_migrations` to apply "
+            f"{', '.join(f'{v:04d}' for v in range(found + 1, SCHEMA_VERSION + 1))}"
+        )

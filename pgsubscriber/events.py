@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pgsubscriber.errors import InvalidTopicError
+from pgsubscriber.schema import CHANNEL_PREFIX
 
 #: A topic: 1 to 128 characters, starting with a letter or digit, then letters, digits and ``_.:/-``.
 #: The database enforces the same rule (constraint ``events_topic_format``).
@@ -26,6 +28,18 @@ def validate_topic(topic: object) -> str:
     return topic
 
 
+def channel_for(topic: str) -> str:
+    """The NOTIFY channel writers use for ``topic`` (the schema's ``events_channel(topic)``).
+
+    ``events:<topic>``, or ``events:<md5 of topic>`` when that would exceed PostgreSQL's 63-byte
+    identifiers. A client in any language LISTENs on it to be woken by that topic's commits.
+    """
+    validate_topic(topic)
+    if len(CHANNEL_PREFIX) + len(topic) <= 63:
+        return CHANNEL_PREFIX + topic
+    return CHANNEL_PREFIX + hashlib.md5(topic.encode(), usedforsecurity=False).hexdigest()
+
+
 class Event(BaseModel):
     """One event of the log, as delivered to a handler."""
 
@@ -38,6 +52,10 @@ class Event(BaseModel):
     created_at: datetime
     key: str | None = None
     """The idempotency key the producer gave, if any."""
+    raw_payload: str | None = None
+    """Set only when the stored payload could not be decoded: its JSON text as PostgreSQL returned
+    it, and ``payload`` is then empty. The event is delivered in order all the same, never skipped;
+    a handler that cares checks this field."""
 
 
 _EVENT_FIELDS = frozenset(Event.model_fields)
@@ -46,7 +64,12 @@ _set_attribute = object.__setattr__
 
 
 def trusted_event(
-    id: int, topic: str, payload: dict[str, Any], created_at: datetime, key: str | None
+    id: int,
+    topic: str,
+    payload: dict[str, Any],
+    created_at: datetime,
+    key: str | None,
+    raw_payload: str | None = None,
 ) -> Event:
     """An :class:`Event` from values the database already checked, without validation.
 
@@ -57,7 +80,14 @@ def trusted_event(
     _set_attribute(
         event,
         "__dict__",
-        {"id": id, "topic": topic, "payload": payload, "created_at": created_at, "key": key},
+        {
+            "id": id,
+            "topic": topic,
+            "payload": payload,
+            "created_at": created_at,
+            "key": key,
+            "raw_payload": raw_payload,
+        },
     )
     _set_attribute(event, "__pydantic_fields_set__", _EVENT_FIELDS)
     _set_attribute(event, "__pydantic_extra__", None)

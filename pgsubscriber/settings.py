@@ -31,8 +31,12 @@ class SubscriberSettings(BaseSettings):
     topics: Annotated[list[str], NoDecode] = Field(
         description="Topics to receive (comma-separated in the environment)."
     )
-    channel: str = Field(default="events", description="NOTIFY channel the schema's trigger uses.")
     batch_size: int = Field(default=1000, ge=1, le=100_000, description="Most events per handler call.")
+    batch_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="Most payload bytes (as JSON text) per handler call; a larger event comes alone.",
+    )
     poll_only: bool = Field(
         default=False, description="Never LISTEN; fetch every `poll_only_interval` instead."
     )
@@ -73,7 +77,15 @@ class SubscriberSettings(BaseSettings):
     reconnect_initial_delay: float = Field(default=0.1, gt=0, description="First reconnect backoff.")
     reconnect_max_delay: float = Field(default=10.0, gt=0, description="Longest reconnect backoff.")
     reconnect_max_attempts: int | None = Field(
-        default=None, ge=1, description="Give up after this many failed attempts (None: never)."
+        default=None,
+        ge=1,
+        description="Give up after this many failed attempts in a row (None: never). A connection "
+        "lost before it served `reconnect_max_delay` counts as a failed attempt.",
+    )
+    fail_fast: bool = Field(
+        default=False,
+        description="End run() at the first connect error that retrying cannot fix (authentication "
+        "failed, database or role missing) instead of retrying it like a network fault.",
     )
     handler_retry_initial_delay: float = Field(
         default=0.5, gt=0, description="First delay before a failed batch is delivered again."
@@ -85,6 +97,11 @@ class SubscriberSettings(BaseSettings):
         default="raise",
         description="When events were purged before this subscriber received them: raise "
         "EventsPurgedError, or log the loss and continue from the oldest event left.",
+    )
+    blocked_warning_after: float = Field(
+        default=1.0,
+        gt=0,
+        description="Warn about a producer transaction only once it has held delivery back this long.",
     )
     blocked_log_interval: float = Field(
         default=30.0,
@@ -114,13 +131,6 @@ class SubscriberSettings(BaseSettings):
         if not value:
             raise ValueError("give at least one topic")
         return sorted({validate_topic(topic) for topic in value})
-
-    @field_validator("channel")
-    @classmethod
-    def _check_channel(cls, value: str) -> str:
-        if not value or len(value) > 63:
-            raise ValueError("a channel name is 1 to 63 characters")
-        return value
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SubscriberSettings:

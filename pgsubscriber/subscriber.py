@@ -8,24 +8,15 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    stop_never,
-    wait_exponential,
-    wait_random,
-)
-from tenacity.wait import wait_base
+from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, stop_never
 
-from pgsubscriber._session import CONNECTION_ERRORS, Batch, Horizon, Session
+from pgsubscriber._reconnect import ReconnectPolicy, backoff
+from pgsubscriber._session import CONNECTION_ERRORS, Batch, DeliverySession, Horizon, IdleLockHolder, Session
 from pgsubscriber.errors import ConfigurationError, EventsPurgedError
 from pgsubscriber.events import Event
 from pgsubscriber.handler import ApplicationEventHandler
@@ -36,14 +27,17 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Writers stop notifying at this usage of the server's NOTIFY queue (events_after_insert in SQL);
+#: from there on listeners poll.
+NOTIFY_QUEUE_POLL_AT = 0.1
+
+#: A handler call that lasts longer than this makes the subscriber stop counting as idle, so
+#: writers stop notifying a listener that is not draining its notifications.
+BUSY_AFTER = 1.0
+
 
 class _StopRequested(Exception):
     """Internal: unwinds the loop when stop() was called."""
-
-
-def _backoff(initial: float, maximum: float) -> wait_base:
-    """Exponential backoff from ``initial`` to ``maximum``, plus up to ``initial`` of jitter."""
-    return wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
 
 
 async def _call(method: Callable[..., Any], *args: Any) -> Any:
@@ -75,14 +69,19 @@ class Subscriber:
         self.handler = handler
         self.settings = settings if settings is not None else SubscriberSettings()
         self.status = SubscriberStatus()
+        #: How a session is opened; unit tests put a fake session here.
+        self.open_session: Callable[[SubscriberSettings], Any] = Session.open
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._stop_requested = False
         self._stop_lock = threading.Lock()
         self._writer_delay: float | None = None
-        self._polling = False
+        self._idle = False  # holds the idle-listener lock: writers notify it
         self._known_position: int | None = None
-        self._last_blocked_log = 0.0
+        self._blocked_first_seen: tuple[int, float] | None = None
+        self._blocked_check_at = float("inf")  # look again then: is a writer still holding back?
+        self._last_blocked_log = float("-inf")
+        self._last_foreign_log = float("-inf")
         self._acknowledged_purge = 0
 
     # -- public control ---------------------------------------------------------------------
@@ -115,18 +114,11 @@ class Subscriber:
             if self._stop_requested:
                 self._stop_event.set()
         self.status.running = True
+        policy = ReconnectPolicy(self.settings)
         try:
             while not self.stopping:
-                session = await self._connect()
-                if session is None:
-                    break
                 try:
-                    await self._serve(session)
-                except CONNECTION_ERRORS as exc:
-                    self.status.reconnects += 1
-                    self.status.last_error = f"connection lost: {exc}"
-                    logger.warning("connection lost, reconnecting: %s", exc)
-                    await self._sleep_unless_stopped(self.settings.reconnect_initial_delay)
+                    await self._connect_and_serve(policy)
                 except _StopRequested:
                     break
                 except psycopg.errors.InsufficientPrivilege as exc:
@@ -134,45 +126,31 @@ class Subscriber:
                         f"the subscriber's role lacks a privilege ({exc}); connect with a role "
                         "that is a member of events_consumer"
                     ) from exc
-                finally:
-                    self.status.connected = False
-                    await session.close()
         finally:
             self.status.running = False
             logger.info("subscriber stopped")
 
-    # -- connection -------------------------------------------------------------------------
-
-    async def _connect(self) -> Session | None:
-        s = self.settings
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(CONNECTION_ERRORS),
-            wait=_backoff(s.reconnect_initial_delay, s.reconnect_max_delay),
-            stop=stop_never
-            if s.reconnect_max_attempts is None
-            else stop_after_attempt(s.reconnect_max_attempts),
-            before_sleep=self._log_connect_failure,
-            sleep=self._sleep_unless_stopped,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                if self.stopping:
-                    return None
-                session = await Session.open(s)
-                self.status.connected = True
-                logger.info(
-                    "connected; %s",
-                    "polling" if s.poll_only else f"listening on channel {s.channel!r}",
-                )
-                return session
-        return None  # pragma: no cover - the loop above always returns or raises
-
-    def _log_connect_failure(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = state.next_action.sleep if state.next_action else 0.0
-        self.status.last_error = f"cannot connect: {exc}"
-        logger.warning("cannot connect (attempt %d), retrying in %.1fs: %s", state.attempt_number, delay, exc)
+    async def _connect_and_serve(self, policy: ReconnectPolicy) -> None:
+        """One session: connect, serve until the connection fails, wait out the backoff."""
+        try:
+            session: DeliverySession = await self.open_session(self.settings)
+        except CONNECTION_ERRORS as exc:
+            self.status.last_error = f"cannot connect: {exc}"
+            await self._sleep_unless_stopped(policy.failed(exc))
+            return
+        policy.connected()
+        self.status.connected = True
+        logger.info("connected; %s", "poll-only" if self.settings.poll_only else "listening")
+        try:
+            await self._serve(session)
+        except CONNECTION_ERRORS as exc:
+            self.status.reconnects += 1
+            self.status.last_error = f"connection lost: {exc}"
+            await self._sleep_unless_stopped(policy.failed(exc))
+        finally:
+            self.status.connected = False
+            self.status.mode = "disconnected"
+            await session.close()
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         assert self._stop_event is not None
@@ -181,18 +159,23 @@ class Subscriber:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    async def _serve(self, session: Session) -> None:
+    async def _serve(self, session: DeliverySession) -> None:
         s = self.settings
         poll_every = s.poll_only_interval if s.poll_only else s.safety_poll_interval
-        self._polling = False
-        await self._round(session, after_connect=True)
+        # A new session starts polling: writers that registered before it took the idle lock may
+        # have skipped their NOTIFY. The first round takes the lock, then fetches once more.
+        self._idle = False
+        self._writer_delay = None
+        self.status.mode = "poll-only" if s.poll_only else "polling"
+        await self._round(session)
         self.status.last_error = None
         self.status.caught_up_at = datetime.now(UTC)
-        logger.info("caught up at id %s", self.status.latest_received_id)
+        logger.info("caught up at id %s", self.status.position)
         last_heard = time.monotonic()
         next_poll = last_heard + poll_every
         while not self.stopping:
-            timeout = min(next_poll, last_heard + s.heartbeat_interval) - time.monotonic()
+            wake_at = min(next_poll, last_heard + s.heartbeat_interval, self._blocked_check_at)
+            timeout = wake_at - time.monotonic()
             if self._writer_delay is not None:
                 timeout = min(timeout, self._writer_delay)
             woke = await self._wait(session, max(timeout, 0.0))
@@ -201,7 +184,7 @@ class Subscriber:
             now = time.monotonic()
             if woke:
                 last_heard = now
-            if woke or self._writer_delay is not None or now >= next_poll:
+            if woke or self._writer_delay is not None or now >= next_poll or now >= self._blocked_check_at:
                 await self._round(session)
                 last_heard = time.monotonic()
                 if now >= next_poll:
@@ -210,7 +193,7 @@ class Subscriber:
                 await session.heartbeat()
                 last_heard = time.monotonic()
 
-    async def _wait(self, session: Session, timeout: float) -> bool:
+    async def _wait(self, session: DeliverySession, timeout: float) -> bool:
         """Wait for a notification, the timeout, or stop(); True if a notification came."""
         assert self._stop_event is not None
         waiter = asyncio.ensure_future(session.wait_for_notification(timeout))
@@ -224,38 +207,52 @@ class Subscriber:
                 await asyncio.gather(waiter, return_exceptions=True)
         return waiter in done and not waiter.cancelled() and bool(waiter.result())
 
-    async def _round(self, session: Session, *, after_connect: bool = False) -> None:
-        """Deliver what is available, then enter or leave polling mode for writers in flight.
+    async def _round(self, session: DeliverySession) -> None:
+        """Deliver what is available, then wait for NOTIFY (idle) or keep polling.
 
         Idle, every writer that registers will NOTIFY, so a few writers in flight need no
         polling; at ``writer_poll_threshold`` writers the subscriber polls instead, and writers
-        skip NOTIFY (its commit lock serializes concurrent producers). Just after a connect, and
-        on the check after leaving polling mode, any writer may have skipped: threshold 1.
+        skip NOTIFY (its commit lock serializes concurrent producers). It also polls while the
+        server's notification queue is nearly full (writers then stop notifying) and while a
+        session outside pgsubscriber holds the idle-listener lock. Going idle, it looks once more
+        after taking the lock: a writer that registered while it polled may have skipped NOTIFY.
         """
-        threshold = 1 if self._polling or after_connect else self.settings.writer_poll_threshold
+        s = self.settings
+        threshold = s.writer_poll_threshold if self._idle else 1
         while True:
-            delivered = await self._deliver_available(session)
-            if self.status.writers_in_flight >= threshold:
-                if not self._polling:
-                    await session.set_polling(True)
-                    self._polling = True
-                s, delay = self.settings, self._writer_delay
+            delivered, horizon = await self._deliver_available(session)
+            if self._must_poll(horizon, threshold):
+                await self._set_idle(session, False)
                 # Poll fast while events flow; back off while one transaction holds delivery back.
+                delay = self._writer_delay
                 if delay is not None and not delivered:
                     self._writer_delay = min(delay * 2, s.writer_poll_max)
                 else:
                     self._writer_delay = s.writer_poll_min
                 return
-            self._writer_delay = None
-            if not self._polling:
+            if self._idle or s.poll_only:
+                self._writer_delay = None
                 return
-            # Leave polling mode, then look once more: a writer that registered while we were
-            # polling may have skipped its NOTIFY.
-            await session.set_polling(False)
-            self._polling = False
+            holder = await session.set_idle(True)
+            if holder is not None:
+                self._report_idle_lock_holder(holder)
+                self._writer_delay = s.writer_poll_max
+                return
+            self._idle = True
+            self.status.mode = "listening"
             threshold = 1
 
-    async def _first_batch(self, session: Session) -> tuple[int, Batch]:
+    def _must_poll(self, horizon: Horizon, threshold: int) -> bool:
+        return horizon.writers >= threshold or horizon.notify_queue_usage >= NOTIFY_QUEUE_POLL_AT
+
+    async def _set_idle(self, session: DeliverySession, idle: bool) -> None:
+        if self._idle == idle or self.settings.poll_only:
+            return
+        await session.set_idle(idle)
+        self._idle = idle
+        self.status.mode = "listening" if idle else "polling"
+
+    async def _first_batch(self, session: DeliverySession) -> tuple[int, Batch]:
         """Ask the handler its position and read the batch after it.
 
         Both at once: the read starts from the last position this process knows while the
@@ -264,22 +261,23 @@ class Subscriber:
         """
         size = self.settings.batch_size
         guess = self._known_position
-        read = asyncio.ensure_future(session.fetch(guess, size)) if guess is not None else None
+        read = asyncio.ensure_future(self._fetch(session, guess, size)) if guess is not None else None
         try:
-            latest = int(await self._with_handler_retry(self.handler.get_latest_received_id))
+            position = int(await self._with_handler_retry(self.handler.get_latest_received_id))
         except BaseException:
             if read is not None:
                 await asyncio.gather(read, return_exceptions=True)
             raise
-        self.status.latest_received_id = self._known_position = latest
+        self.status.position = self._known_position = position
         if read is not None:
             batch = await read
-            if latest == guess:
-                return latest, batch
-        return latest, await session.fetch(latest, size)
+            if position == guess:
+                return position, batch
+        return position, await self._fetch(session, position, size)
 
-    async def _deliver_available(self, session: Session) -> int:
-        """Deliver batches until the delivery horizon is reached; return how many events.
+    async def _deliver_available(self, session: DeliverySession) -> tuple[int, Horizon]:
+        """Deliver batches until the delivery horizon is reached; return how many events, and
+        the last horizon read.
 
         The handler's position is asked once per round; within the round, a delivered batch
         moves it (the handler recorded it before returning). While the handler works on a full
@@ -287,22 +285,22 @@ class Subscriber:
         """
         delivered = 0
         size = self.settings.batch_size
-        latest, batch = await self._first_batch(session)
+        position, batch = await self._first_batch(session)
         next_read: asyncio.Future[Batch] | None = None
         try:
             while True:
                 self._note_horizon(batch.horizon)
-                if batch.purged_up_to > latest:
-                    self._on_purged(latest, batch.purged_up_to)
+                if batch.purged_up_to_id > position:
+                    self._on_purged(position, batch.purged_up_to_id)
                 if not batch.events:
-                    return delivered
-                if len(batch.events) == size:
-                    next_read = asyncio.ensure_future(session.fetch(batch.events[-1].id, size))
-                await self._deliver(batch.events)
+                    return delivered, batch.horizon
+                if batch.more:
+                    next_read = asyncio.ensure_future(self._fetch(session, batch.events[-1].id, size))
+                await self._deliver(session, batch.events)
                 delivered += len(batch.events)
-                latest = self._known_position = batch.events[-1].id
+                position = self._known_position = batch.events[-1].id
                 if next_read is None:
-                    return delivered
+                    return delivered, batch.horizon
                 if self.stopping:
                     raise _StopRequested
                 batch, next_read = await next_read, None
@@ -311,51 +309,106 @@ class Subscriber:
                 # Let the read finish (it is bounded) rather than cancel it mid-protocol.
                 await asyncio.gather(next_read, return_exceptions=True)
 
+    def _fetch(self, session: DeliverySession, after_id: int, size: int) -> Awaitable[Batch]:
+        self.status.fetches += 1
+        return session.fetch(after_id, size)
+
     def _note_horizon(self, horizon: Horizon) -> None:
         st = self.status
-        st.newest_event_id = horizon.last_drawn_id
-        st.writers_in_flight = horizon.writers
+        st.safe_id = horizon.safe_id
+        st.last_drawn_id = horizon.last_drawn_id
+        st.writers = horizon.writers
+        st.notify_queue_usage = horizon.notify_queue_usage
+        st.foreign_lock_pid = horizon.foreign_pid
+        now = time.monotonic()
+        log_every = self.settings.blocked_log_interval
+        if horizon.foreign_pid is not None and now - self._last_foreign_log >= log_every:
+            self._last_foreign_log = now
+            logger.warning(
+                "backend pid %d holds a lock key reserved for pgsubscriber writers without writing "
+                "events; it is ignored (check what that session runs)",
+                horizon.foreign_pid,
+                extra={"foreign_pid": horizon.foreign_pid},
+            )
         if horizon.blocking_pid is None:
             st.blocked_by_pid = st.blocked_since = None
+            self._blocked_first_seen = None
+            self._blocked_check_at = float("inf")
             return
+        if self._blocked_first_seen is None or self._blocked_first_seen[0] != horizon.blocking_pid:
+            self._blocked_first_seen = (horizon.blocking_pid, now)
         st.blocked_by_pid = horizon.blocking_pid
         st.blocked_since = horizon.blocking_since or st.blocked_since or datetime.now(UTC)
-        now = time.monotonic()
-        if now - self._last_blocked_log >= self.settings.blocked_log_interval:
+        held_for = now - self._blocked_first_seen[1]
+        if horizon.blocking_since is not None:
+            held_for = max(held_for, (datetime.now(UTC) - horizon.blocking_since).total_seconds())
+        warn_after, log_every = self.settings.blocked_warning_after, self.settings.blocked_log_interval
+        if held_for < warn_after:
+            self._blocked_check_at = now + warn_after - held_for
+        elif now - self._last_blocked_log < log_every:
+            self._blocked_check_at = self._last_blocked_log + log_every
+        else:
             self._last_blocked_log = now
+            self._blocked_check_at = now + log_every
             logger.warning(
-                "delivery after id %d waits for a producer transaction still open "
+                "delivery after id %d waits for a producer transaction open for %.1fs "
                 "(backend pid %d, open since %s); %d id(s) drawn after it are held back",
                 horizon.safe_id,
+                held_for,
                 horizon.blocking_pid,
                 st.blocked_since,
                 horizon.last_drawn_id - horizon.safe_id,
                 extra={"safe_id": horizon.safe_id, "blocking_pid": horizon.blocking_pid},
             )
 
-    def _on_purged(self, latest: int, purged_up_to: int) -> None:
+    def _report_idle_lock_holder(self, holder: IdleLockHolder) -> None:
+        self.status.foreign_lock_pid = holder.pid
+        now = time.monotonic()
+        if now - self._last_foreign_log >= self.settings.blocked_log_interval:
+            self._last_foreign_log = now
+            logger.warning(
+                "backend pid %s (role %s) holds pgsubscriber's idle-listener lock exclusively; "
+                "polling every %.2fs instead of waiting for NOTIFY until it lets go",
+                holder.pid,
+                holder.role,
+                self.settings.writer_poll_max,
+                extra={"foreign_pid": holder.pid},
+            )
+
+    def _on_purged(self, position: int, purged_up_to_id: int) -> None:
         if self.settings.on_purged == "raise":
-            raise EventsPurgedError(latest + 1, purged_up_to, self.settings.topics)
-        if purged_up_to > self._acknowledged_purge:
-            self._acknowledged_purge = purged_up_to
-            self.status.purged_ranges.append((latest + 1, purged_up_to))
+            raise EventsPurgedError(position + 1, purged_up_to_id, self.settings.topics)
+        if purged_up_to_id > self._acknowledged_purge:
+            self._acknowledged_purge = purged_up_to_id
+            self.status.purged_ranges.append((position + 1, purged_up_to_id))
             logger.error(
                 "EVENTS LOST: ids %d..%d on topics %s were purged before this subscriber received "
                 "them; continuing from the oldest event still stored (on_purged=continue)",
-                latest + 1,
-                purged_up_to,
+                position + 1,
+                purged_up_to_id,
                 self.settings.topics,
-                extra={"first_missing_id": latest + 1, "last_missing_id": purged_up_to},
+                extra={"first_missing_id": position + 1, "last_missing_id": purged_up_to_id},
             )
 
-    async def _deliver(self, events: list[Event]) -> None:
+    async def _deliver(self, session: DeliverySession, events: list[Event]) -> None:
         started = time.perf_counter()
-        await self._with_handler_retry(self.handler.on_notification, events)
+        call = asyncio.ensure_future(self._with_handler_retry(self.handler.on_notification, events))
+        try:
+            done, _ = await asyncio.wait({call}, timeout=BUSY_AFTER)
+            if not done:
+                # A slow or failing handler: this subscriber drains no notification meanwhile.
+                await self._set_idle(session, False)
+            await call
+        except BaseException:
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+            raise
         st = self.status
         st.handler_seconds += time.perf_counter() - started
         st.events_delivered += len(events)
         st.batches_delivered += 1
-        st.latest_received_id = events[-1].id
+        st.position = events[-1].id
         if st.last_error and st.last_error.startswith("handler "):
             st.last_error = None
 
@@ -392,7 +445,7 @@ class Subscriber:
 
         retrying = AsyncRetrying(
             retry=retry_if_not_exception_type(_StopRequested),
-            wait=_backoff(s.handler_retry_initial_delay, s.handler_retry_max_delay),
+            wait=backoff(s.handler_retry_initial_delay, s.handler_retry_max_delay),
             stop=stop_never,
             before_sleep=log_failure,
             sleep=self._sleep_unless_stopped,

@@ -6,7 +6,11 @@ with the caller's own writes, or never. With ``autocommit=True`` each call is it
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
@@ -54,13 +58,50 @@ class NewEvent(NamedTuple):
     key: str | None = None
 
 
+# A \u0000 escape in the JSON text (an odd number of backslashes before "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))  # exact, as a JSON number
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _has_non_finite_float(payload: object) -> bool:
+    """NaN or an infinity anywhere in the payload (iterative: payloads may nest deeply)."""
+    stack = [payload]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return True
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return False
+
+
 def _serialize(payload: object) -> str:
+    """The payload as JSON text that PostgreSQL's jsonb stores exactly, or InvalidPayloadError."""
     if not isinstance(payload, Mapping):
         raise InvalidPayloadError(f"a payload must be a JSON object (a dict), not {type(payload).__name__}")
     try:
-        return orjson.dumps(dict(payload)).decode()
+        text = orjson.dumps(dict(payload), default=_json_default).decode()
     except TypeError as exc:
-        raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {exc}") from None
+        if "64-bit" not in str(exc):
+            raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {exc}") from None
+        try:  # integers beyond 64 bits: the standard library writes them exactly
+            text = json.dumps(dict(payload), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as fallback:
+            raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {fallback}") from None
+    if "null" in text and _has_non_finite_float(payload):
+        raise InvalidPayloadError("the payload holds NaN or an infinity, which JSON cannot represent")
+    if _NUL_ESCAPE.search(text):
+        raise InvalidPayloadError(
+            "the payload holds a NUL character (\\u0000), which PostgreSQL's jsonb cannot store"
+        )
+    return text
 
 
 def _check_key(key: object) -> str | None:

@@ -23,7 +23,7 @@ class SubscriberCollector(Collector):
         """One sample per metric, from the status as it is now."""
         st = self._status()
         counters = [
-            ("events_received", "Events delivered to the handler.", st.events_delivered),
+            ("events_delivered", "Events delivered to the handler.", st.events_delivered),
             ("batches", "Batches delivered to the handler.", st.batches_delivered),
             ("handler_seconds", "Time spent in successful handler calls.", st.handler_seconds),
             ("handler_failures", "Handler calls that raised (each was retried).", st.handler_failures),
@@ -34,9 +34,11 @@ class SubscriberCollector(Collector):
         gauges = [
             ("subscriber_connected", "1 while connected to PostgreSQL.", float(st.connected)),
             ("subscriber_running", "1 while the subscriber loop runs.", float(st.running)),
-            ("latest_received_id", "The handler's position.", st.latest_received_id),
-            ("newest_event_id", "The newest id drawn in the events table.", st.newest_event_id),
-            ("lag", "Ids between the newest event and the handler's position.", st.lag),
+            ("position", "The handler's position (id of the last event it recorded).", st.position),
+            ("last_drawn_id", "The newest id drawn in the events table.", st.last_drawn_id),
+            ("lag", "Ids between the newest id drawn and the handler's position.", st.lag),
+            ("writers", "Producer transactions in flight at the last fetch.", st.writers),
+            ("notify_queue_usage", "Fraction of the server's NOTIFY queue in use.", st.notify_queue_usage),
         ]
         for name, documentation, maybe in gauges:
             if maybe is not None:

@@ -131,7 +131,7 @@ def test_sigkill_mid_stream_then_restart_receives_every_event_once(db, mongo, co
 
         def caught_up() -> bool:
             health = consumer_process.health()
-            return health["healthy"] is True and health["subscriber"]["latest_received_id"] == last_id
+            return health["healthy"] is True and health["subscriber"]["position"] == last_id
 
         wait_until(caught_up, timeout=60, interval=0.2, message="the restarted consumer to catch up")
         assert_every_course_event_received_once(db, database)
@@ -172,7 +172,7 @@ def test_mongodb_killed_and_restarted_while_events_flow_loses_nothing(db, own_mo
 
         def caught_up() -> bool:
             body = http.get("/health").json()
-            return body["healthy"] is True and body["subscriber"]["latest_received_id"] == last_id
+            return body["healthy"] is True and body["subscriber"]["position"] == last_id
 
         wait_until(
             caught_up, timeout=60, interval=0.2, message="the consumer to catch up after MongoDB is back"

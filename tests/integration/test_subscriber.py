@@ -186,4 +186,4 @@ def test_status_reports_position_lag_and_counts(db):
         status = sub.subscriber.status
         assert status.connected and status.running
         assert status.events_delivered == 6 and status.batches_delivered == 2
-        assert status.latest_received_id == handler.ids[-1] and status.lag == 0
+        assert status.position == handler.ids[-1] and status.lag == 0

@@ -90,15 +90,15 @@ def test_the_app_serves_the_read_model_of_every_course_event(db, mongo):
         body = health.json()
         assert body["healthy"] and body["reasons"] == []
         assert body["subscriber"]["connected"] is True
-        assert body["subscriber"]["latest_received_id"] == rows[-1][0]
-        assert body["subscriber"]["newest_event_id"] == rows[-1][0]
+        assert body["subscriber"]["position"] == rows[-1][0]
+        assert body["subscriber"]["last_drawn_id"] == rows[-1][0]
         assert body["subscriber"]["lag"] == 0
         assert body["subscriber"]["reconnects"] == 0
         assert body["mongo"] == {"reachable": True, "error": None}
 
         metrics = http.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
-        assert "webconsumer_events_received_total 6.0" in metrics.text
+        assert "webconsumer_events_delivered_total 6.0" in metrics.text
         assert "webconsumer_lag 0.0" in metrics.text
         for name in ("batches_total", "handler_seconds_total", "reconnects_total", "subscriber_connected"):
             assert f"webconsumer_{name} " in metrics.text

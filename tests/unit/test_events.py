@@ -16,6 +16,7 @@ def test_a_trusted_event_is_the_same_object_as_a_validated_one():
         "payload": {"a": [1, 2]},
         "created_at": datetime.now(UTC),
         "key": "k",
+        "raw_payload": None,
     }
     fast, checked = trusted_event(**fields), Event(**fields)
     assert fast == checked and repr(fast) == repr(checked)
