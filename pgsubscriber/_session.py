@@ -55,6 +55,7 @@ class Horizon:
     blocking_pid: int | None
     blocking_since: datetime | None
     foreign_pid: int | None
+    foreign_role: str | None
     notify_queue_usage: float
 
 
@@ -127,7 +128,7 @@ async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConne
 
 
 def _event(row: Sequence[Any]) -> Event:
-    event_id, topic, text, created_at, key = row[9], row[10], row[11], row[12], row[13]
+    event_id, topic, text, created_at, key = row[10], row[11], row[12], row[13], row[14]
     try:
         return trusted_event(event_id, topic, decode_payload(text), created_at, key)
     except PayloadDecodeError as exc:
@@ -242,17 +243,18 @@ class Session:
             blocking_pid=first[3],
             blocking_since=first[4],
             foreign_pid=first[5],
-            notify_queue_usage=float(first[6]),
+            foreign_role=first[6],
+            notify_queue_usage=float(first[7]),
         )
-        events = [_event(r) for r in rows if r[9] is not None]
-        return Batch(horizon, events, int(first[7]), bool(first[8]))
+        events = [_event(r) for r in rows if r[10] is not None]
+        return Batch(horizon, events, int(first[8]), bool(first[9]))
 
     async def _fetch_rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         # One message, simple protocol: BEGIN READ COMMITTED; timeouts; the fetch; COMMIT.
         cur = psycopg.AsyncClientCursor(self._conn)
         try:
             await cur.execute(query("fetch"), params)
-            while cur.description is None or len(cur.description) < 14:
+            while cur.description is None or len(cur.description) < 15:
                 if not cur.nextset():
                     raise ConnectionLostError("the fetch returned no rows: unexpected reply")
             return await cur.fetchall()

@@ -82,6 +82,7 @@ class Subscriber:
         self._blocked_check_at = float("inf")  # look again then: is a writer still holding back?
         self._last_blocked_log = float("-inf")
         self._last_foreign_log = float("-inf")
+        self._last_idle_holder_log = float("-inf")
         self._acknowledged_purge = 0
 
     # -- public control ---------------------------------------------------------------------
@@ -325,9 +326,10 @@ class Subscriber:
         if horizon.foreign_pid is not None and now - self._last_foreign_log >= log_every:
             self._last_foreign_log = now
             logger.warning(
-                "backend pid %d holds a lock key reserved for pgsubscriber writers without writing "
-                "events; it is ignored (check what that session runs)",
+                "backend pid %d (role %s) holds a lock key reserved for pgsubscriber writers without "
+                "writing events; it is ignored (check what that session runs)",
                 horizon.foreign_pid,
+                horizon.foreign_role,
                 extra={"foreign_pid": horizon.foreign_pid},
             )
         if horizon.blocking_pid is None:
@@ -364,8 +366,8 @@ class Subscriber:
     def _report_idle_lock_holder(self, holder: IdleLockHolder) -> None:
         self.status.foreign_lock_pid = holder.pid
         now = time.monotonic()
-        if now - self._last_foreign_log >= self.settings.blocked_log_interval:
-            self._last_foreign_log = now
+        if now - self._last_idle_holder_log >= self.settings.blocked_log_interval:
+            self._last_idle_holder_log = now
             logger.warning(
                 "backend pid %s (role %s) holds pgsubscriber's idle-listener lock exclusively; "
                 "polling every %.2fs instead of waiting for NOTIFY until it lets go",

@@ -135,7 +135,8 @@ BEGIN
         RETURN NULL;  -- nothing inserted (ON CONFLICT DO NOTHING)
     END IF;
     IF lowest OPERATOR(pg_catalog.<=) registered
-       OR highest OPERATOR(pg_catalog.>) pg_catalog.pg_sequence_last_value('public.events_id_seq'::pg_catalog.regclass) THEN
+       OR highest OPERATOR(pg_catalog.>)
+          coalesce(pg_catalog.pg_sequence_last_value('public.events_id_seq'::pg_catalog.regclass), 0) THEN
         RAISE EXCEPTION 'events: an id was given by the client (% .. %)', lowest, highest
             USING ERRCODE = 'generated_always',
                   HINT = 'Ids are drawn by the database: insert topic, payload and key only.';
@@ -197,6 +198,7 @@ CREATE FUNCTION public.events_delivery_horizon(
     OUT blocking_pid integer,      -- the writer holding safe_id back, if any
     OUT blocking_since timestamptz,  -- when its transaction started
     OUT foreign_pid integer,       -- a backend holding a writer key without writing events (ignored)
+    OUT foreign_role text,         -- its role
     OUT notify_queue_usage double precision  -- fraction of the server's NOTIFY queue in use
 )
     LANGUAGE plpgsql
@@ -236,6 +238,9 @@ BEGIN
       ) AS t
      WHERE t.registered IS NOT NULL;
     safe_id := least(last_drawn_id, coalesce(first_registered, last_drawn_id));
+    IF foreign_pid IS NOT NULL THEN
+        SELECT a.usename INTO foreign_role FROM pg_stat_activity AS a WHERE a.pid = foreign_pid;
+    END IF;
     IF safe_id < last_drawn_id THEN
         blocking_since := public.events_writer_since(blocking_pid);
     ELSE
@@ -263,7 +268,8 @@ CREATE FUNCTION public.events_fetch(
 )
     RETURNS TABLE (
         safe_id bigint, last_drawn_id bigint, writers integer, blocking_pid integer,
-        blocking_since timestamptz, foreign_pid integer, notify_queue_usage double precision,
+        blocking_since timestamptz, foreign_pid integer, foreign_role text,
+        notify_queue_usage double precision,
         purged_up_to_id bigint, more boolean,
         id bigint, topic text, payload jsonb, created_at timestamptz, key text
     )
@@ -281,7 +287,7 @@ BEGIN
     SELECT * INTO h FROM public.events_delivery_horizon();
     RETURN QUERY
     SELECT h.safe_id, h.last_drawn_id, h.writers, h.blocking_pid, h.blocking_since, h.foreign_pid,
-           h.notify_queue_usage, w.purged_up_to_id, b.more,
+           h.foreign_role, h.notify_queue_usage, w.purged_up_to_id, b.more,
            b.id, b.topic, b.payload, b.created_at, b.key
     FROM (
         SELECT coalesce(max(p.purged_up_to_id), 0) AS purged_up_to_id
