@@ -55,8 +55,10 @@ def applied_migrations(conn: psycopg.Connection) -> list[int]:
     return [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
 
 
-def migrate(dsn: str, *, role_passwords: dict[str, str] | None = None) -> list[str]:
+def migrate(dsn: str, *, role_passwords: dict[str, str] | None = None, up_to: int | None = None) -> list[str]:
     """Apply every missing migration to the database at ``dsn``; return the names applied.
+
+    ``up_to`` stops after that version (to test or stage an upgrade); by default all are applied.
 
     ``role_passwords`` maps ``events_producer`` / ``events_consumer`` / ``events_purger`` to a
     password; those roles are then allowed to log in with it.
@@ -73,7 +75,7 @@ def migrate(dsn: str, *, role_passwords: dict[str, str] | None = None) -> list[s
             )
             done = set(applied_migrations(conn))
             for migration in available_migrations():
-                if migration.version in done:
+                if migration.version in done or (up_to is not None and migration.version > up_to):
                     continue
                 logger.info("applying migration %s", migration.name)
                 try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,10 @@ import pytest
 from psycopg import sql
 
 from db_migrations import applied_migrations, available_migrations, migrate
+from pgsubscriber import SchemaMissingError, Subscriber, SubscriberSettings
+from pgsubscriber.events import channel_for
+from pgsubscriber.schema import SCHEMA_VERSION
+from tests.support.handlers import RecordingHandler
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +75,59 @@ def test_command_line_without_database_url_says_what_to_set(tmp_path):
     )
     assert done.returncode == 2
     assert "DATABASE_URL" in done.stderr
+
+
+def test_the_library_needs_exactly_the_newest_migration():
+    assert available_migrations()[-1].version == SCHEMA_VERSION
+
+
+def test_a_database_behind_the_library_is_refused_naming_the_missing_migration(empty_db):
+    migrate(empty_db, up_to=SCHEMA_VERSION - 1)
+    settings = SubscriberSettings(dsn=empty_db, topics=["courses"])
+    with pytest.raises(SchemaMissingError, match=f"needs {SCHEMA_VERSION:04d}.*apply {SCHEMA_VERSION:04d}"):
+        asyncio.run(asyncio.wait_for(Subscriber(RecordingHandler(), settings).run(), 30))
+
+
+def test_a_database_never_migrated_is_refused_with_what_to_run(empty_db):
+    settings = SubscriberSettings(dsn=empty_db, topics=["courses"])
+    with pytest.raises(SchemaMissingError, match="db_migrations"):
+        asyncio.run(asyncio.wait_for(Subscriber(RecordingHandler(), settings).run(), 30))
+
+
+def test_all_migrations_give_the_schema_the_code_expects(empty_db):
+    migrate(empty_db)
+    with psycopg.connect(empty_db) as conn:
+
+        def rows(query: str) -> list[tuple[object, ...]]:
+            return conn.execute(query).fetchall()
+
+        # The one SECURITY DEFINER function left reads the catalog only, with a pinned search_path.
+        definers = rows(
+            "SELECT proname, proconfig FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace"
+        )
+        assert definers == [("events_writer_since", ["search_path=pg_catalog, pg_temp"])]
+        # Registration fires whatever session_replication_role says; the checks and NOTIFY as usual.
+        triggers = rows(
+            "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'public.events'::regclass "
+            "AND NOT tgisinternal ORDER BY 1"
+        )
+        assert triggers == [("events_after_insert", "O"), ("events_register_writer", "A")]
+        # Producers insert these columns only; ids and created_at are the database's.
+        insertable = rows(
+            "SELECT column_name FROM information_schema.column_privileges WHERE table_name = 'events' "
+            "AND grantee = 'events_producer' AND privilege_type = 'INSERT' ORDER BY 1"
+        )
+        assert [r[0] for r in insertable] == ["key", "payload", "topic"]
+        # The library's queries name these functions with these arguments.
+        for signature in [
+            "public.events_fetch(bigint, text[], integer, bigint)",
+            "public.events_delivery_horizon()",
+            "public.events_channel(text)",
+        ]:
+            assert rows(f"SELECT to_regprocedure('{signature}') IS NOT NULL") == [(True,)], signature
+        assert rows("SELECT events_channel('courses')") == [(channel_for("courses"),)]
+        long_topic = "t" * 100
+        assert rows(f"SELECT events_channel('{long_topic}')") == [(channel_for(long_topic),)]
+        # The horizon exists once: events_fetch calls it and reads no lock itself.
+        fetch_body = rows("SELECT prosrc FROM pg_proc WHERE proname = 'events_fetch'")[0][0]
+        assert "events_delivery_horizon()" in str(fetch_body) and "pg_locks" not in str(fetch_body)
