@@ -301,7 +301,7 @@ BEGIN
             SELECT r.*, bool_or(NOT r.fits) OVER () AS more
             FROM (
                 SELECT m.*,
-                       (m.n = 1 OR (m.n <= max_events AND m.running - m.payload_size < max_bytes)) AS fits
+                       (m.n = 1 OR (m.n <= max_events AND m.running <= max_bytes)) AS fits
                 FROM (
                     SELECT e.*,
                            sum(e.payload_size) OVER w AS running,
