@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from pgsubscriber._decoding import register_tolerant_timestamps
 from pgsubscriber.errors import (
     ConfigurationError,
     ConnectionLostError,
@@ -18,7 +19,7 @@ from pgsubscriber.errors import (
     PgSubscriberError,
     SchemaMissingError,
 )
-from pgsubscriber.events import TOPIC_PATTERN, Event, validate_topic
+from pgsubscriber.events import TOPIC_PATTERN, Event, channel_for, validate_topic
 from pgsubscriber.handler import ApplicationEventHandler
 from pgsubscriber.runner import run_subscriber
 from pgsubscriber.settings import SubscriberSettings
@@ -42,6 +43,8 @@ __all__ = [
     "Subscriber",
     "SubscriberSettings",
     "SubscriberStatus",
+    "channel_for",
+    "register_tolerant_timestamps",
     "run_subscriber",
     "validate_topic",
 ]

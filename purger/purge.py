@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgsubscriber import register_tolerant_timestamps
 from pgsubscriber.errors import ConfigurationError, SchemaMissingError
 from purger.policy import RetentionPolicy
 
@@ -64,6 +65,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     kwargs.setdefault("connect_timeout", 10)
     # Never server-side prepared: each batch is planned with its actual cutoff and bounds.
     conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None, **kwargs)
+    register_tolerant_timestamps(conn)  # rows from before migration 0005 may hold 'infinity'
     try:
         row = conn.execute(
             "SELECT current_user, to_regrole(%s) IS NOT NULL,"
@@ -176,7 +178,7 @@ def _purge_group(
     """Delete batch after batch of one policy group until a batch comes back short."""
     params: dict[str, Any] = {
         "cutoff": cutoff,
-        "resume_from": _START_OF_TIME,
+        "resume_from": None,  # from the very first event, whatever its time
         "only_topics": only_topics,
         "excluded_topics": excluded_topics,
         "batch_size": batch_size,
@@ -200,4 +202,6 @@ def _purge_group(
         )
         if deleted < batch_size:
             return
-        params["resume_from"] = max(newest for _, _, newest in rows)
+        newest = max(newest for _, _, newest in rows)
+        # A time before year 1 comes back clamped to _START_OF_TIME: resume from the start then.
+        params["resume_from"] = None if newest <= _START_OF_TIME else newest

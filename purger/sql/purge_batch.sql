@@ -24,7 +24,7 @@ WITH doomed AS (
     SELECT id
     FROM public.events
     WHERE created_at < %(cutoff)s
-      AND created_at >= %(resume_from)s
+      AND (%(resume_from)s::timestamptz IS NULL OR created_at >= %(resume_from)s)
       AND (%(only_topics)s::text[] IS NULL OR topic = ANY(%(only_topics)s::text[]))
       AND topic <> ALL(%(excluded_topics)s::text[])
     ORDER BY created_at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -124,3 +124,18 @@ def test_a_second_purger_skips_its_pass_while_one_is_running(db, purger_dsn, age
         report = purge_once(purger_dsn, RetentionPolicy(default=HOUR))
     assert report.skipped and report.deleted == 0
     assert purge_once(purger_dsn, RetentionPolicy(default=HOUR)).deleted == 1
+
+
+def test_rows_from_before_the_range_check_do_not_stop_a_pass(db, purger_dsn, server_now):
+    """Timestamps Python cannot represent (stored before migration 0005) are clamped, not fatal."""
+    with db.connect(autocommit=True) as conn:
+        conn.execute("ALTER TABLE events DROP CONSTRAINT events_created_at_range")
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO events (topic, payload, created_at) VALUES"
+            " ('courses', '{}', '-infinity'), ('courses', '{}', '0044-03-15 00:00:00+00 BC'),"
+            " ('courses', '{}', 'infinity')"
+        )
+    report = purge_once(purger_dsn, RetentionPolicy(default=HOUR), now=server_now)
+    assert report.deleted == 2
+    assert report.oldest_remaining == datetime.max.replace(tzinfo=UTC)
