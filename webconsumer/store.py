@@ -23,8 +23,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions, TypeRegistry
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -38,6 +42,49 @@ RECEIVED_EVENTS = "receivedEvents"
 COURSES = "courses"
 
 Document = dict[str, Any]
+
+
+def _decimal_to_bson(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+#: Exact numbers arrive as Decimal (pgsubscriber never rounds): stored as their exact text, which
+#: every MongoDB-protocol server keeps (nx-27017 has no Decimal128).
+_CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(
+    type_registry=TypeRegistry(fallback_encoder=_decimal_to_bson), tz_aware=True
+)
+
+
+_MONGO_MAX_DEPTH = 100
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (iterative: payloads may nest deeply)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def storable_payload(event: Event) -> tuple[Any, str | None]:
+    """The payload as MongoDB can store it, or ``(None, why)`` when BSON cannot hold it (integers
+    beyond 64 bits, nesting deeper than MongoDB's 100 levels, a payload that could not be decoded).
+    The event is recorded either way: one odd payload must not stop the consumer."""
+    if event.raw_payload is not None:
+        return None, "the payload could not be decoded"
+    if _deeper_than(event.payload, _MONGO_MAX_DEPTH - 2):  # the document and "payload" add two
+        return None, f"nested deeper than MongoDB's {_MONGO_MAX_DEPTH} levels"
+    try:
+        bson.encode({"payload": event.payload}, codec_options=_CODEC_OPTIONS)
+    except (InvalidDocument, OverflowError, RecursionError) as exc:
+        return None, f"BSON cannot hold this payload: {type(exc).__name__}"
+    return event.payload, None
 
 
 @dataclass
@@ -101,8 +148,10 @@ class MongoEventStore:
 
     def __init__(self, database: Database[Document]) -> None:
         self.database = database
-        self.received: Collection[Document] = database[RECEIVED_EVENTS]
-        self.courses: Collection[Document] = database[COURSES]
+        self.received: Collection[Document] = database.get_collection(
+            RECEIVED_EVENTS, codec_options=_CODEC_OPTIONS
+        )
+        self.courses: Collection[Document] = database.get_collection(COURSES, codec_options=_CODEC_OPTIONS)
         self.health = HandlerHealth()
         self._indexes_ready = False
         self._lock = threading.Lock()
@@ -170,18 +219,23 @@ class MongoEventStore:
         """Insert, in id order, the events after the greatest stored id."""
         latest = self._latest_received_id()
         now = datetime.now(UTC)
-        documents = [
-            {
+        documents = []
+        for event in events:
+            if event.id <= latest:
+                continue
+            payload, unstorable = storable_payload(event)
+            document = {
                 "event_id": event.id,
                 "topic": event.topic,
-                "payload": event.payload,
+                "payload": payload,
                 "key": event.key,
                 "created_at": event.created_at,
                 "received_at": now,
             }
-            for event in events
-            if event.id > latest
-        ]
+            if unstorable:
+                logger.warning("event %d: payload not stored: %s", event.id, unstorable)
+                document["payload_not_stored"] = unstorable
+            documents.append(document)
         if documents:
             self.received.insert_many(documents, ordered=True)
 

@@ -207,3 +207,29 @@ def test_topics_default_to_courses_unless_configured(monkeypatch):
         8080,
         "consumer",
     )
+
+
+def test_odd_payloads_are_recorded_and_the_consumer_goes_on(db, mongo):
+    """Exact decimals, integers beyond 64 bits, nesting beyond MongoDB's: recorded, never blocking."""
+    odd = [
+        '"price": 0.1000000000000000000001',
+        '"seats": 123456789012345678901234567890',
+        '"deep": ' + "[" * 150 + "]" * 150,
+        '"title": "after"',
+    ]
+    with db.connect(autocommit=True) as conn:
+        for n, field in enumerate(odd, 1):
+            conn.execute(
+                "INSERT INTO events (topic, payload) VALUES ('courses', %s::jsonb)",
+                (f'{{"type": "course.created", "course_id": "d{n}", {field}}}',),
+            )
+    app = create_app(web_settings(mongo.url, mongo.name), db.settings())
+    with TestClient(app) as http, mongo.client() as client:
+        database = client[mongo.name]
+        wait_until(lambda: len(received_ids(database)) == 4, timeout=20, message="4 events stored")
+        assert http.get("/courses/d4").json()["title"] == "after"
+        stored = {d["event_id"]: d for d in database["receivedEvents"].find()}
+    first, second, third, _ = sorted(stored)
+    assert stored[first]["payload"]["price"] == "0.1000000000000000000001"  # exact, as text
+    assert stored[second]["payload"] is None and "OverflowError" in stored[second]["payload_not_stored"]
+    assert stored[third]["payload"] is None and "deeper" in stored[third]["payload_not_stored"]
