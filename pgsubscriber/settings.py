@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -111,6 +112,11 @@ class SubscriberSettings(BaseSettings):
     )
 
     def __init__(self, **values: Any) -> None:
+        if os.environ.get(f"{ENV_PREFIX}CHANNEL") or "channel" in values:
+            raise ConfigurationError(
+                f"invalid subscriber settings: channel ({ENV_PREFIX}CHANNEL) no longer exists: each "
+                "topic has its own channel, events_channel(topic) = 'events:<topic>'; remove it"
+            )
         try:
             super().__init__(**values)
         except ValidationError as exc:

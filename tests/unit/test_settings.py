@@ -53,3 +53,9 @@ def test_the_database_checks_topics_with_the_same_pattern_as_python():
 @pytest.mark.parametrize("topic", ["courses", "a", "orders.v2", "tenant/1:billing-x_y", "9" * 128])
 def test_valid_topics(topic):
     assert validate_topic(topic) == topic
+
+
+def test_the_removed_channel_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PGSUBSCRIBER_CHANNEL", "events")
+    with pytest.raises(ConfigurationError, match="each topic has its own channel"):
+        SubscriberSettings(dsn="postgresql://x/y", topics=["courses"])
