@@ -21,14 +21,16 @@ from bench.report import Result
 from bench.scenarios.latency import _collect, _paced, _percentile
 from bench.scenarios.publish import _checkpoint, _publish_with_subscriber
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
+from pgsubscriber import channel_for
 from producer.publish import publish
 
 logger = logging.getLogger(__name__)
 
-_WITHOUT_MECHANISM = """
+_WITHOUT_MECHANISM = f"""
 DROP TRIGGER events_register_writer ON public.events;
+DROP TRIGGER events_after_insert ON public.events;
 CREATE FUNCTION public.events_notify() RETURNS trigger LANGUAGE plpgsql AS
-$$ BEGIN PERFORM pg_notify('events', ''); RETURN NULL; END $$;
+$$ BEGIN PERFORM pg_notify('{channel_for(TOPIC)}', ''); RETURN NULL; END $$;
 CREATE TRIGGER events_notify AFTER INSERT ON public.events
     FOR EACH STATEMENT EXECUTE FUNCTION public.events_notify();
 """
