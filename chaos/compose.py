@@ -1,8 +1,11 @@
 """The docker compose deployment, driven through the Docker SDK (``pip install -e '.[chaos]'``).
 
 Start it first with ``docker compose up -d --build``; containers are found by the labels compose
-puts on them (``com.docker.compose.project`` and ``com.docker.compose.service``). Passwords are read
-from the environment, else from the ``.env`` file next to docker-compose.yml.
+puts on them (``com.docker.compose.project`` and ``com.docker.compose.service``). The database,
+MongoDB and the web consumer are reached on the host ports compose published for them (what
+``docker compose port db 5432`` prints), read from the running containers: whatever the
+``PGSUBSCRIBER_*_PORT`` variables moved them to. Passwords are read from the environment, else from
+the ``.env`` file next to docker-compose.yml.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from chaos.deployment import DeploymentError, StopMode
 from chaos.local import wait_for_http
@@ -26,6 +30,11 @@ PROJECT = "pgsubscriber"
 
 ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
 LONG_RUNNING = ("db", "webconsumerdb", "web_consumer", "producer", "purger")
+
+#: The ports the services listen on inside their containers (docker-compose.yml publishes them).
+DB_PORT, MONGO_PORT, CONSUMER_PORT = 5432, 27017, 1337
+
+_ANY_ADDRESS = ("", "0.0.0.0", "::")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -71,6 +80,7 @@ class DockerDeployment:
         self.client = client
         self.project, self.host, self.start_timeout = project, host, start_timeout
         self.env = {**read_env_file(ENV_FILE), **os.environ, **(env or {})}
+        self._published: dict[tuple[str, int], tuple[str, int]] = {}
 
     def _value(self, name: str, default: str | None = None) -> str:
         value = self.env.get(name, default)
@@ -79,17 +89,44 @@ class DockerDeployment:
         return value
 
     # Addresses -----------------------------------------------------------------------------
+    def published(self, service: str, container_port: int) -> tuple[str, int]:
+        """The host address compose published ``container_port`` of ``service`` on, as
+        ``docker compose port service container_port`` prints it; a wildcard binding (0.0.0.0, ::)
+        is reached on ``host``. A stopped container publishes nothing: its last address is used."""
+        container = self.container(service)
+        container.reload()
+        ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+        bindings = ports.get(f"{container_port}/tcp") or []
+        if bindings:
+            ipv4 = [b for b in bindings if ":" not in (b.get("HostIp") or "")]
+            binding = (ipv4 or bindings)[0]
+            ip = binding.get("HostIp") or ""
+            address = (self.host if ip in _ANY_ADDRESS else ip, int(binding["HostPort"]))
+            self._published[(service, container_port)] = address
+            return address
+        if (service, container_port) in self._published:
+            return self._published[(service, container_port)]
+        raise DeploymentError(
+            f"service {service!r} of project {self.project!r} publishes no host port for "
+            f"{container_port} (status {container.status}): start it with `docker compose up -d`"
+        )
+
+    def _url_address(self, service: str, container_port: int) -> tuple[str, int]:
+        host, port = self.published(service, container_port)
+        return (f"[{host}]" if ":" in host else host), port
+
     @property
     def events_dsn(self) -> str:
         password = self._value("EVENTS_CONSUMER_PASSWORD")
-        return postgres_url(
-            "events_consumer", password, self.host, 5432, self._value("POSTGRES_DB", DATABASE)
-        )
+        host, port = self._url_address("db", DB_PORT)
+        return postgres_url("events_consumer", password, host, port, self._value("POSTGRES_DB", DATABASE))
 
     @property
     def mongo_url(self) -> str:
         user, password = self._value("MONGO_ROOT_USER"), self._value("MONGO_ROOT_PASSWORD")
-        return f"mongodb://{user}:{password}@{self.host}:27017/?authSource=admin&directConnection=true"
+        host, port = self._url_address("webconsumerdb", MONGO_PORT)
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}"
+        return f"mongodb://{auth}@{host}:{port}/?authSource=admin&directConnection=true"
 
     @property
     def mongo_database(self) -> str:
@@ -97,7 +134,8 @@ class DockerDeployment:
 
     @property
     def consumer_url(self) -> str:
-        return f"http://{self.host}:1337"
+        host, port = self._url_address("web_consumer", CONSUMER_PORT)
+        return f"http://{host}:{port}"
 
     # Containers ----------------------------------------------------------------------------
     def container(self, service: str) -> Any:

@@ -1,8 +1,9 @@
-"""The docker backend's mapping of faults to Docker SDK calls, with a stand-in client (no engine here).
+"""The docker backend's mapping of faults to Docker SDK calls, with a stand-in client.
 
 It finds the compose project's containers by their labels, stops the database cleanly or kills it
-with SIGKILL, SIGKILLs the consumer, freezes and resumes the producer, and reads the passwords from
-the environment or ``.env``.
+with SIGKILL, SIGKILLs the consumer, freezes and resumes the producer, reaches each service on the
+host port compose published for it, and reads the passwords from the environment or ``.env``.
+tests/compose runs it against a real engine.
 """
 
 from __future__ import annotations
@@ -20,15 +21,32 @@ from chaos.deployment import DeploymentError
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: What compose published in the stand-in project (not the default ports: they must be read).
+PUBLISHED = {
+    "db": {"5432/tcp": 15432},
+    "webconsumerdb": {"27017/tcp": 27018},
+    "web_consumer": {"1337/tcp": 1338},
+}
+
+
 class FakeContainer:
     def __init__(self, service: str) -> None:
         self.service = service
         self.status = "running"
-        self.attrs = {"State": {"Health": {"Status": "healthy"}}}
+        self.bindings = {
+            port: [{"HostIp": "0.0.0.0", "HostPort": str(host)}, {"HostIp": "::", "HostPort": str(host)}]
+            for port, host in PUBLISHED.get(service, {}).items()
+        }
+        self.attrs: dict = {}
         self.calls: list[tuple[str, object]] = []
+        self.reload()
 
     def reload(self) -> None:
-        pass
+        running = self.status == "running"
+        self.attrs = {
+            "State": {"Health": {"Status": "healthy"}},
+            "NetworkSettings": {"Ports": self.bindings if running else {}},
+        }
 
     def stop(self, timeout: int) -> None:
         self.calls.append(("stop", timeout))
@@ -111,9 +129,32 @@ def test_faults_are_stop_start_and_kill_of_the_project_containers():
 
 def test_addresses_use_the_published_ports_and_the_least_privilege_reader():
     deployment = DockerDeployment(client=FakeClient(), env=ENV, host="127.0.0.1")
-    assert deployment.events_dsn == "postgresql://events_consumer:c-pass@127.0.0.1:5432/app"
-    assert deployment.mongo_url.startswith("mongodb://root:m-pass@127.0.0.1:27017/")
-    assert deployment.consumer_url == "http://127.0.0.1:1337"
+    assert deployment.events_dsn == "postgresql://events_consumer:c-pass@127.0.0.1:15432/app"
+    assert deployment.mongo_url.startswith("mongodb://root:m-pass@127.0.0.1:27018/")
+    assert deployment.consumer_url == "http://127.0.0.1:1338"
+
+
+def test_a_stopped_service_keeps_its_last_address_and_a_specific_binding_is_used_as_is():
+    client = FakeClient()
+    deployment = DockerDeployment(client=client, env=ENV)
+    assert deployment.published("db", 5432) == ("127.0.0.1", 15432)
+    deployment.stop_db("fast")  # a stopped container publishes nothing
+    assert deployment.events_dsn.endswith("@127.0.0.1:15432/app")
+    deployment.start_db()
+
+    consumer = client.containers.by_service["web_consumer"]
+    consumer.bindings = {"1337/tcp": [{"HostIp": "::1", "HostPort": "8080"}]}
+    assert deployment.consumer_url == "http://[::1]:8080"
+    consumer.bindings = {"1337/tcp": [{"HostIp": "192.0.2.7", "HostPort": "8081"}]}
+    assert deployment.consumer_url == "http://192.0.2.7:8081"
+
+
+def test_a_service_that_never_published_its_port_says_so():
+    client = FakeClient()
+    client.containers.by_service["db"].bindings = {}
+    deployment = DockerDeployment(client=client, env=ENV)
+    with pytest.raises(DeploymentError, match="publishes no host port for 5432"):
+        _ = deployment.events_dsn
 
 
 def test_a_missing_project_or_password_says_what_to_do(monkeypatch):

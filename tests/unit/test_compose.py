@@ -1,13 +1,16 @@
 """docker-compose.yml, Dockerfile and .env.example, checked without a Docker engine.
 
-The service graph (healthcheck, start order, commands, ports, profiles), that every variable given
-to a service is one its settings class reads and that the settings validate with the .env.example
-values, that no password is written in the file, and that the local deployment (which the chaos and
-demo tests run) starts the same commands with the same variable names.
+The service graph (healthcheck, start order, commands, one image built once, host ports from
+variables, profiles), that every variable given to a service is one its settings class reads and
+that the settings validate with the .env.example values, that no password is written in the file,
+and that the local deployment (which the chaos and demo tests run) starts the same commands with the
+same variable names. Where the compose plugin is installed, ``docker compose config`` checks the file
+too (no engine needed); tests/compose runs it on a real engine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -94,16 +97,31 @@ def test_the_database_has_a_healthcheck_and_everything_waits_for_the_migrations(
 def test_each_python_service_runs_its_own_entry_point_from_the_one_image(services):
     for name in PYTHON_SERVICES:
         assert tuple(services[name]["command"]) == SERVICE_COMMANDS[name], name
-        assert services[name]["build"] == "."
     assert len({services[name]["image"] for name in PYTHON_SERVICES}) == 1
+    # One build: db_migrations, which every other Python service waits for; they never pull it.
+    assert [name for name, s in services.items() if "build" in s] == ["db_migrations"]
+    assert services["db_migrations"]["build"] == "."
+    for name in LONG_RUNNING:
+        assert services[name]["pull_policy"] == "never", name
 
 
-def test_ports_are_those_of_the_proof_of_concept_and_pgadmin_is_optional(services):
-    ports = {name: [str(p) for p in s.get("ports", [])] for name, s in services.items()}
-    assert ports["db"] == ["5432:5432"]
-    assert ports["web_consumer"] == ["1337:1337"]
-    assert ports["webconsumerdb"] == ["27017:27017"]
-    assert ports["pgadmin"] == ["5050:80"]
+#: Service -> (host port variable, its default: the proof of concept's port, the container port).
+PUBLISHED = {
+    "db": ("PGSUBSCRIBER_DB_PORT", 5432, 5432),
+    "web_consumer": ("PGSUBSCRIBER_WEB_PORT", 1337, 1337),
+    "webconsumerdb": ("PGSUBSCRIBER_MONGO_PORT", 27017, 27017),
+    "pgadmin": ("PGSUBSCRIBER_PGADMIN_PORT", 5050, 80),
+}
+
+
+def test_host_ports_default_to_those_of_the_proof_of_concept_and_variables_move_them(services, example_env):
+    ports = {name: [str(p) for p in s.get("ports", [])] for name, s in services.items() if "ports" in s}
+    assert set(ports) == set(PUBLISHED)
+    for name, (variable, default, container_port) in PUBLISHED.items():
+        assert ports[name] == [f"${{{variable}:-{default}}}:{container_port}"], name
+        assert interpolate(ports[name][0], {}) == f"{default}:{container_port}"
+        assert interpolate(ports[name][0], {variable: "15432"}) == f"15432:{container_port}"
+        assert example_env[variable] == str(default), f".env.example lists {variable}"
     assert services["pgadmin"]["profiles"] == ["tools"]
     assert all("profiles" not in s for name, s in services.items() if name != "pgadmin")
 
@@ -205,12 +223,19 @@ def test_the_dockerfile_runs_as_a_user_that_is_not_root_and_installs_from_pyproj
     assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="the docker compose plugin is not installed",
-)
-def test_docker_compose_accepts_the_file(tmp_path):
+def _compose_plugin() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return (
+            subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+        )
+    except subprocess.TimeoutExpired:
+        return False
+
+
+@pytest.mark.skipif(not _compose_plugin(), reason="the docker compose plugin is not installed")
+def test_docker_compose_accepts_the_file_and_the_port_variables(tmp_path):
     env = tmp_path / ".env"
     env.write_text(ENV_EXAMPLE.read_text())
     done = subprocess.run(
@@ -224,10 +249,27 @@ def test_docker_compose_accepts_the_file(tmp_path):
             "--profile",
             "tools",
             "config",
-            "-q",
+            "--format",
+            "json",
         ],
         capture_output=True,
         text=True,
         timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PGSUBSCRIBER_"))},
+            "PGSUBSCRIBER_DB_PORT": "15432",  # the environment wins over the env file, as in compose
+        },
     )
     assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+
+    def host_ports(service: str) -> list[str]:
+        return [p["published"] for p in config["services"][service]["ports"]]
+
+    assert host_ports("db") == ["15432"]
+    assert host_ports("web_consumer") == ["1337"]
+    assert host_ports("webconsumerdb") == ["27017"]
+    assert host_ports("pgadmin") == ["5050"]
+    assert {s.get("image") for name, s in config["services"].items() if name in PYTHON_SERVICES} == {
+        "pgsubscriber-app:local"
+    }
