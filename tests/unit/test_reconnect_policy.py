@@ -286,3 +286,37 @@ async def test_many_failures_in_a_row_log_a_single_warning(caplog):
 
     [line] = reconnect_warnings(caplog)
     assert line.levelno == logging.WARNING and "(attempt 1)" in line.getMessage()
+
+
+@in_loop
+async def test_a_lost_connection_is_closed_and_reported_before_the_backoff_and_delivery_resumes():
+    db = FakeDatabase()
+    db.commit("courses", 2)
+    handler = TracingHandler(db)
+    sub = subscriber_on(db, handler, fast_settings(reconnect_initial_delay=0.3, reconnect_max_delay=1.0))
+
+    async with running(sub):
+        await until(lambda: ("handled", 1, 2) in db.calls and db.waiting(), db=db)
+        db.drop_connection(DROPPED)
+        db.commit("courses", 3)  # committed while the subscriber is away
+
+        await until(lambda: ("close",) in db.calls, timeout=0.1, db=db)
+        assert not sub.status.connected and sub.status.mode == "disconnected"
+        assert sub.status.reconnects == 1 and "connection lost" in sub.status.last_error
+        assert db.count("open") == 1  # still waiting out the backoff
+
+        await until(lambda: ("handled", 3, 5) in db.calls and db.waiting(), db=db)
+        assert sub.status.connected and sub.status.mode == "listening"
+
+    assert handler.delivered == [1, 2, 3, 4, 5]
+    # The new session starts polling again: fetch, take the lock, look once more.
+    second = db.calls[db.calls.index(("open",), 1) :]
+    assert second[:7] == [
+        ("open",),
+        ("fetch", 2, 100),
+        ("handle", 3, 5),
+        ("handled", 3, 5),
+        ("set_idle", True),
+        ("fetch", 5, 100),
+        ("wait",),
+    ]
