@@ -245,6 +245,7 @@ class Subscriber:
                 return
             self._idle = True
             self.status.mode = "listening"
+            self._writer_delay = None  # a writer seen from here on is a new one: poll for it fast
             threshold = 1
 
     def _must_poll(self, horizon: Horizon, threshold: int) -> bool:

@@ -191,6 +191,27 @@ async def test_a_writer_seen_in_the_look_after_taking_the_lock_makes_it_let_go_a
         await until(listening(sub, db), db=db)
 
 
+@in_loop
+async def test_after_a_long_poll_a_new_writer_is_polled_for_fast_again():
+    db = FakeDatabase()
+    db.writers, db.blocking_pid = 1, 4242  # an old transaction holds delivery back
+    sub = subscriber_on(db, TracingHandler(db))
+
+    async with running(sub):
+        await until(lambda: db.count("wait") >= 6, db=db)
+        assert db.wait_timeouts[-1] == pytest.approx(0.008)  # backed off to writer_poll_max
+
+        # It commits; a new writer registers just as the subscriber takes the idle lock.
+        db.when(("set_idle", True), lambda: setattr(db, "writers", 1))
+        db.writers, db.blocking_pid = 0, None
+        db.commit("courses")
+        await until(lambda: ("set_idle", False) in db.calls, db=db)
+        await until(lambda: len(db.waits_after(("set_idle", False))) >= 3, db=db)
+        assert db.waits_after(("set_idle", False))[:3] == pytest.approx([0.001, 0.002, 0.004])
+        db.writers = 0
+        await until(listening(sub, db), db=db)
+
+
 # -- 3. a nearly full NOTIFY queue -----------------------------------------------------------------------
 
 
