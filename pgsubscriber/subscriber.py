@@ -142,16 +142,20 @@ class Subscriber:
         policy.connected()
         self.status.connected = True
         logger.info("connected; %s", "poll-only" if self.settings.poll_only else "listening")
+        lost: BaseException | None = None
         try:
             await self._serve(session)
         except CONNECTION_ERRORS as exc:
-            self.status.reconnects += 1
-            self.status.last_error = f"connection lost: {exc}"
-            await self._sleep_unless_stopped(policy.failed(exc))
+            lost = exc
         finally:
+            # Before the backoff: the status tells the truth meanwhile, and the socket is let go.
             self.status.connected = False
             self.status.mode = "disconnected"
             await session.close()
+        if lost is not None:
+            self.status.reconnects += 1
+            self.status.last_error = f"connection lost: {lost}"
+            await self._sleep_unless_stopped(policy.failed(lost))
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         assert self._stop_event is not None
@@ -241,6 +245,7 @@ class Subscriber:
                 return
             self._idle = True
             self.status.mode = "listening"
+            self._writer_delay = None  # a writer seen from here on is a new one: poll for it fast
             threshold = 1
 
     def _must_poll(self, horizon: Horizon, threshold: int) -> bool:
