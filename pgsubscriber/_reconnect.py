@@ -35,7 +35,6 @@ _PERMANENT_AT_CONNECT = (
     "permission denied for database",
     "invalid connection option",
     "invalid integer value",
-    "could not translate host name",
 )
 
 

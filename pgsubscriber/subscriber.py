@@ -79,6 +79,8 @@ class Subscriber:
         self._idle = False  # holds the idle-listener lock: writers notify it
         self._known_position: int | None = None
         self._blocked_first_seen: tuple[int, float] | None = None
+        self._blocked_first_seen_at = datetime.now(UTC)
+        self._idle_lock_holder: IdleLockHolder | None = None  # a foreign session, while it lasts
         self._blocked_check_at = float("inf")  # look again then: is a writer still holding back?
         self._last_blocked_log = float("-inf")
         self._last_foreign_log = float("-inf")
@@ -244,6 +246,7 @@ class Subscriber:
                 self._writer_delay = s.writer_poll_max
                 return
             self._idle = True
+            self._idle_lock_holder = None
             self.status.mode = "listening"
             self._writer_delay = None  # a writer seen from here on is a new one: poll for it fast
             threshold = 1
@@ -325,7 +328,8 @@ class Subscriber:
         st.last_drawn_id = horizon.last_drawn_id
         st.writers = horizon.writers
         st.notify_queue_usage = horizon.notify_queue_usage
-        st.foreign_lock_pid = horizon.foreign_pid
+        holder = self._idle_lock_holder
+        st.foreign_lock_pid = horizon.foreign_pid or (holder.pid if holder is not None else None)
         now = time.monotonic()
         log_every = self.settings.blocked_log_interval
         if horizon.foreign_pid is not None and now - self._last_foreign_log >= log_every:
@@ -344,8 +348,9 @@ class Subscriber:
             return
         if self._blocked_first_seen is None or self._blocked_first_seen[0] != horizon.blocking_pid:
             self._blocked_first_seen = (horizon.blocking_pid, now)
+            self._blocked_first_seen_at = datetime.now(UTC)
         st.blocked_by_pid = horizon.blocking_pid
-        st.blocked_since = horizon.blocking_since or st.blocked_since or datetime.now(UTC)
+        st.blocked_since = horizon.blocking_since or self._blocked_first_seen_at
         held_for = now - self._blocked_first_seen[1]
         if horizon.blocking_since is not None:
             held_for = max(held_for, (datetime.now(UTC) - horizon.blocking_since).total_seconds())
@@ -369,6 +374,7 @@ class Subscriber:
             )
 
     def _report_idle_lock_holder(self, holder: IdleLockHolder) -> None:
+        self._idle_lock_holder = holder
         self.status.foreign_lock_pid = holder.pid
         now = time.monotonic()
         if now - self._last_idle_holder_log >= self.settings.blocked_log_interval:
