@@ -6,18 +6,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Dependencies and packages come from pyproject.toml (the "web" extra for the web consumer).
+# The library and its dependencies come from pyproject.toml (the "web" extra for the web consumer);
+# the services themselves run from /app, where `python -m <service>` finds them.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY pgsubscriber/ pgsubscriber/
+RUN pip install ".[web]" && rm -rf /src
+
+WORKDIR /app
 COPY db_migrations/ db_migrations/
 COPY producer/ producer/
 COPY webconsumer/ webconsumer/
 COPY purger/ purger/
-RUN pip install ".[web]" && rm -rf /src
 
 RUN groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid app --no-create-home app
-WORKDIR /app
 USER app
 
 # No password here: every connection string comes from the environment (see .env.example).

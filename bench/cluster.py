@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from bench._sql import query
-from db_migrations import migrate
+from pgsubscriber.migrate import migrate
 from pgsubscriber.testing import TemporaryPostgres
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import psycopg
 
 from bench._sql import query
 from bench.payloads import TOPIC, payload
-from producer.publish import NewEvent, publish, publish_many
+from pgsubscriber.publish import NewEvent, publish, publish_many
 
 Kind = Literal["raw-single", "publish", "raw-batch", "publish-many"]
 

@@ -1,5 +1,1 @@
-"""Schema migrations for the events log: ``python -m db_migrations`` applies what is missing."""
-
-from db_migrations.runner import MigrationError, applied_migrations, available_migrations, migrate
-
-__all__ = ["MigrationError", "applied_migrations", "available_migrations", "migrate"]
+"""The migration service of the compose file: ``python -m db_migrations`` runs ``pgsubscriber migrate``."""

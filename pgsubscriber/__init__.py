@@ -1,7 +1,8 @@
 """pgsubscriber: a dependable, gap-free event stream on PostgreSQL.
 
-Implement :class:`ApplicationEventHandler`, then ``await Subscriber(handler, settings).run()``
-(or ``run_subscriber(handler)`` in a worker process).
+Create the schema with :func:`migrate` (or ``pgsubscriber migrate``), publish with :func:`publish`
+inside your own transaction, implement :class:`ApplicationEventHandler`, then
+``await Subscriber(handler, settings).run()`` (or ``run_subscriber(handler)`` in a worker process).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pgsubscriber.errors import (
 )
 from pgsubscriber.events import TOPIC_PATTERN, Event, channel_for, validate_topic
 from pgsubscriber.handler import ApplicationEventHandler
+from pgsubscriber.migrate import MigrationError, migrate
+from pgsubscriber.publish import NewEvent, publish, publish_many
 from pgsubscriber.runner import run_subscriber
 from pgsubscriber.settings import SubscriberSettings
 from pgsubscriber.status import SubscriberStatus
@@ -38,12 +41,17 @@ __all__ = [
     "InvalidEventError",
     "InvalidPayloadError",
     "InvalidTopicError",
+    "MigrationError",
+    "NewEvent",
     "PgSubscriberError",
     "SchemaMissingError",
     "Subscriber",
     "SubscriberSettings",
     "SubscriberStatus",
     "channel_for",
+    "migrate",
+    "publish",
+    "publish_many",
     "register_tolerant_timestamps",
     "run_subscriber",
     "validate_topic",

@@ -275,11 +275,11 @@ async def _check_schema(conn: psycopg.AsyncConnection[Any]) -> None:
     if found is None:
         raise SchemaMissingError(
             "the events schema is missing in the database the subscriber connects to: run "
-            "`python -m db_migrations` with DATABASE_URL pointing at it"
+            "`pgsubscriber migrate` with DATABASE_URL pointing at it"
         )
     if found < SCHEMA_VERSION:
         raise SchemaMissingError(
             f"the events schema is at migration {found:04d}, this pgsubscriber needs "
-            f"{SCHEMA_VERSION:04d}: run `python -m db_migrations` to apply "
+            f"{SCHEMA_VERSION:04d}: run `pgsubscriber migrate` to apply "
             f"{', '.join(f'{v:04d}' for v in range(found + 1, SCHEMA_VERSION + 1))}"
         )

@@ -44,7 +44,7 @@ class InvalidPayloadError(InvalidEventError):
 
 
 class SchemaMissingError(PgSubscriberError):
-    """The events schema is not in the database: run ``python -m db_migrations`` first."""
+    """The events schema is not in the database: run ``pgsubscriber migrate`` first."""
 
 
 class ConnectionLostError(PgSubscriberError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: The newest migration of ``db_migrations`` the library relies on; a subscriber refuses to start
+#: The newest migration in ``pgsubscriber/migrations`` the library relies on; a subscriber refuses to start
 #: on an older schema and names the migrations missing. A test keeps this equal to the newest
 #: migration file.
 SCHEMA_VERSION = 5

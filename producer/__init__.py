@@ -1,5 +1,4 @@
-"""Publishing events: ``publish`` / ``publish_many`` inside the caller's own transaction."""
+"""The example "courses" producer of the compose file (``python -m producer``).
 
-from producer.publish import NewEvent, publish, publish_many
-
-__all__ = ["NewEvent", "publish", "publish_many"]
+Publishing itself is the library's: ``pgsubscriber.publish`` / ``publish_many``.
+"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from producer.publish import NewEvent
+from pgsubscriber.publish import NewEvent
 
 COURSES_TOPIC = "courses"
 ENROLLMENTS_TOPIC = "enrollments"

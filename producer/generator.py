@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponential, wait_random
 
+from pgsubscriber.publish import NewEvent, publish_many
 from producer.courses import CoursesScenario
-from producer.publish import NewEvent, publish_many
 from producer.settings import ProducerSettings
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 PURGER_ROLE = "events_purger"
 
 # Session advisory lock held for a whole pass, so two purger processes never purge at once (the
-# second one skips its pass). A single bigint key: the writer registry of db_migrations 0002 uses
+# second one skips its pass). A single bigint key: the writer registry of migration 0002 uses
 # the two-int4 form only, so the two never collide.
 PASS_LOCK_KEY = 7_310_042_002
 
@@ -78,7 +78,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         if not role_exists or not schema_exists:
             raise SchemaMissingError(
                 "the events schema (table events_purge_watermarks, role events_purger) is not in this "
-                "database: run `python -m db_migrations` first"
+                "database: run `pgsubscriber migrate` first"
             )
         member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (PURGER_ROLE,)).fetchone()
         if not member or not member[0]:
@@ -137,7 +137,7 @@ def purge_once(
                 _purge_group(conn, policy.batch_size, only_topics, excluded_topics, cutoff, report, stop)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise ConfigurationError(
-                f"{PURGER_ROLE} lacks a privilege ({exc}): run `python -m db_migrations` "
+                f"{PURGER_ROLE} lacks a privilege ({exc}): run `pgsubscriber migrate` "
                 "to restore its grants"
             ) from exc
         oldest = conn.execute("SELECT min(created_at) FROM public.events").fetchone()

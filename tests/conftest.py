@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from db_migrations import migrate
 from pgsubscriber import SubscriberSettings
+from pgsubscriber.migrate import migrate
 from pgsubscriber.testing import TemporaryPostgres
 
 # Fixture modules of the applications' tests (one line each).

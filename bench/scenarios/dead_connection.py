@@ -17,8 +17,8 @@ from bench.payloads import TOPIC, payload
 from bench.processes import running, wait_for
 from bench.report import Result
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
+from pgsubscriber.publish import publish
 from pgsubscriber.testing import FaultyProxy
-from producer.publish import publish
 
 logger = logging.getLogger(__name__)
 

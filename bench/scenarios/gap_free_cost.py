@@ -22,7 +22,7 @@ from bench.scenarios.latency import _collect, _paced, _percentile
 from bench.scenarios.publish import _checkpoint, _publish_with_subscriber
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
 from pgsubscriber import channel_for
-from producer.publish import publish
+from pgsubscriber.publish import publish
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from bench.payloads import TOPIC, payload
 from bench.processes import CTX, running
 from bench.report import Result
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
-from producer.publish import publish
+from pgsubscriber.publish import publish
 
 logger = logging.getLogger(__name__)
 

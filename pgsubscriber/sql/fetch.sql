@@ -1,7 +1,7 @@
 -- One message, one round trip, correct whatever the session's defaults: its own READ COMMITTED
 -- transaction (events_fetch needs a new snapshot per statement and refuses to run otherwise),
 -- the server's own bound on the query, no lock_timeout of the role's to cut it short, then the
--- delivery horizon and the next batch (db_migrations 0005_safe_delivery.sql explains the shape).
+-- delivery horizon and the next batch (pgsubscriber/migrations/0005_safe_delivery.sql explains the shape).
 BEGIN ISOLATION LEVEL READ COMMITTED;
 SET LOCAL statement_timeout = %(statement_timeout_ms)s;
 SET LOCAL lock_timeout = 0;

@@ -5,18 +5,21 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from db_migrations import applied_migrations, available_migrations, migrate
 from pgsubscriber import SchemaMissingError, Subscriber, SubscriberSettings
 from pgsubscriber.events import channel_for
+from pgsubscriber.migrate import applied_migrations, available_migrations, migrate
 from pgsubscriber.schema import SCHEMA_VERSION
 from tests.support.handlers import RecordingHandler
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -48,11 +51,29 @@ def test_two_processes_at_once_apply_each_migration_once(empty_db):
     assert sorted(len(r) for r in results) == [0, len(available_migrations())]
 
 
-def test_command_line_works_from_any_directory(empty_db, tmp_path):
+def console_script() -> str:
+    """The ``pgsubscriber`` console script installed beside this interpreter."""
+    return str(Path(sys.executable).with_name("pgsubscriber"))
+
+
+@pytest.mark.parametrize("command", ["console script", "python -m"])
+def test_pgsubscriber_migrate_works_from_any_directory(empty_db, tmp_path, command):
+    argv = [console_script()] if command == "console script" else [sys.executable, "-m", "pgsubscriber"]
+    env = {**os.environ, "DATABASE_URL": empty_db}
+    done = subprocess.run(
+        [*argv, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "0005_safe_delivery.sql" in done.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('public.events') IS NOT NULL").fetchone() == (True,)
+
+
+def test_the_compose_service_runs_the_same_migrations(empty_db):
     env = {**os.environ, "DATABASE_URL": empty_db}
     done = subprocess.run(
         [sys.executable, "-m", "db_migrations"],
-        cwd=tmp_path,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -60,21 +81,25 @@ def test_command_line_works_from_any_directory(empty_db, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT to_regclass('public.events') IS NOT NULL").fetchone() == (True,)
+        assert applied_migrations(conn) == [m.version for m in available_migrations()]
 
 
-def test_command_line_without_database_url_says_what_to_set(tmp_path):
+def test_migrate_without_a_database_says_what_to_set(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "db_migrations"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [console_script(), "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert "DATABASE_URL" in done.stderr
+    assert "DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_migrate_against_an_unreachable_server_is_one_line_not_a_traceback(tmp_path):
+    env = {**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2"}
+    done = subprocess.run(
+        [console_script(), "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "Connection refused" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_library_needs_exactly_the_newest_migration():
@@ -90,7 +115,7 @@ def test_a_database_behind_the_library_is_refused_naming_the_missing_migration(e
 
 def test_a_database_never_migrated_is_refused_with_what_to_run(empty_db):
     settings = SubscriberSettings(dsn=empty_db, topics=["courses"])
-    with pytest.raises(SchemaMissingError, match="db_migrations"):
+    with pytest.raises(SchemaMissingError, match="pgsubscriber migrate"):
         asyncio.run(asyncio.wait_for(Subscriber(RecordingHandler(), settings).run(), 30))
 
 

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 
 from pgsubscriber import InvalidEventError, InvalidPayloadError, InvalidTopicError, PgSubscriberError
-from producer import NewEvent, publish, publish_many
+from pgsubscriber.publish import NewEvent, publish, publish_many
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from producer import NewEvent, publish_many
+from pgsubscriber.publish import NewEvent, publish_many
 from purger import RetentionPolicy, purge_once
 from tests.support.handlers import RecordingHandler
 from tests.support.purger_fixtures import event_ids, watermarks

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgsubscriber import Event, EventsPurgedError
-from producer import NewEvent, publish_many
+from pgsubscriber.publish import NewEvent, publish_many
 from purger import RetentionPolicy, purge_once
 from tests.support.handlers import RecordingHandler
 from tests.support.running import SubscriberThread, running_subscriber

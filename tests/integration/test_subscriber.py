@@ -13,7 +13,7 @@ from pgsubscriber import (
     Subscriber,
     SubscriberSettings,
 )
-from producer import NewEvent, publish_many
+from pgsubscriber.publish import NewEvent, publish_many
 from tests.support.handlers import AsyncRecordingHandler, RecordingHandler
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
@@ -135,7 +135,7 @@ def test_a_separate_listen_connection_can_be_given(db):
 
 def test_a_missing_schema_is_a_clear_fatal_error(pg_server):
     settings = SubscriberSettings(dsn=pg_server.admin_dsn, topics=["courses"])
-    with pytest.raises(SchemaMissingError, match="python -m db_migrations"):
+    with pytest.raises(SchemaMissingError, match="pgsubscriber migrate"):
         asyncio.run(asyncio.wait_for(Subscriber(RecordingHandler(), settings).run(), 30))
 
 

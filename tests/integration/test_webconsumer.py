@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from pymongo.errors import DuplicateKeyError
 
 from pgsubscriber import Event, SubscriberSettings
-from producer.publish import NewEvent, publish_many
+from pgsubscriber.publish import NewEvent, publish_many
 from tests.support.courses_stream import course_rows, received_ids, replay_courses, stored_courses
 from tests.support.waiting import wait_until
 from webconsumer import MongoEventStore, WebConsumerSettings, create_app, subscriber_settings

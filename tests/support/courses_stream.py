@@ -8,8 +8,8 @@ import time
 import psycopg
 
 from chaos.verify import course_rows, received_ids, replay_courses, stored_courses
+from pgsubscriber.publish import publish_many
 from producer.courses import CoursesScenario
-from producer.publish import publish_many
 
 
 class StreamPublisher(threading.Thread):

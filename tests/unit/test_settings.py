@@ -46,7 +46,7 @@ def test_bad_settings_raise_a_clear_configuration_error(monkeypatch, values, fra
 
 
 def test_the_database_checks_topics_with_the_same_pattern_as_python():
-    sql = resources.files("db_migrations").joinpath("sql", "0001_events.sql").read_text()
+    sql = resources.files("pgsubscriber").joinpath("migrations", "0001_events.sql").read_text()
     assert f"topic ~ '{TOPIC_PATTERN}'" in sql
 
 

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 
-from pgsubscriber import InvalidPayloadError, InvalidTopicError, validate_topic
+from pgsubscriber.errors import InvalidPayloadError, InvalidTopicError
+from pgsubscriber.events import validate_topic
 
 _INSERT_ONE = "INSERT INTO public.events (topic, payload) VALUES (%s, %s::jsonb) RETURNING id"
 

@@ -1,8 +1,8 @@
-"""A small migration runner: numbered SQL files, each applied once, under an advisory lock.
+"""The events schema: numbered SQL files shipped in ``pgsubscriber/migrations``, each applied once.
 
-Kept small on purpose: the migrations are plain SQL (roles, triggers, SECURITY DEFINER functions)
-and the only requirements are "once each, in order, safe from two processes at once", which one
-advisory lock and one bookkeeping table give.
+``migrate(dsn)`` (or ``pgsubscriber migrate``) applies what is missing. Kept small on purpose: the
+migrations are plain SQL (roles, triggers, functions) and the only requirements are "once each, in
+order, safe from two processes at once", which one advisory lock and one bookkeeping table give.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from pgsubscriber.errors import PgSubscriberError
+
 logger = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same for every runner.
@@ -21,7 +23,7 @@ _MIGRATION_LOCK_KEY = 7_310_042_001
 _LOGIN_ROLES = ("events_producer", "events_consumer", "events_purger")
 
 
-class MigrationError(Exception):
+class MigrationError(PgSubscriberError):
     """A migration could not be applied; nothing of it was kept."""
 
 
@@ -35,7 +37,7 @@ class Migration:
 def available_migrations() -> list[Migration]:
     """The migrations shipped with the package, in the order they apply."""
     found = []
-    for entry in resources.files("db_migrations").joinpath("sql").iterdir():
+    for entry in resources.files("pgsubscriber").joinpath("migrations").iterdir():
         if not entry.name.endswith(".sql"):
             continue
         version_text, _, _ = entry.name.partition("_")
