@@ -71,7 +71,9 @@ async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeo
 
 
 async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConnection[Any]:
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **settings.connection_kwargs())
+    conn = await psycopg.AsyncConnection.connect(
+        dsn, autocommit=True, prepare_threshold=None, **settings.connection_kwargs()
+    )
     set_json_loads(orjson.loads, conn)
     return conn
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
 
 import psycopg
@@ -12,18 +10,11 @@ import pytest
 from psycopg import sql
 
 from tests.support.handlers import RecordingHandler
+from tests.support.producers import Committed, insert, randomized_producer, run_threads
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-INSERT = "INSERT INTO events (topic, payload) VALUES ('courses', %s) RETURNING id"
-
-
-def insert(conn: psycopg.Connection, n: int = 0) -> int:
-    row = conn.execute(INSERT, (psycopg.types.json.Jsonb({"n": n}),)).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_a_later_id_committed_first_waits_for_the_earlier_transaction(db):
@@ -66,44 +57,18 @@ def test_a_rolled_back_id_is_simply_absent(db):
 def test_randomized_concurrent_producers_deliver_exactly_the_committed_set_in_order(db):
     """4+ producers, transactions of 0-50 ms, about 10% rolled back, thousands of events."""
     handler = RecordingHandler()
-    committed: list[int] = []
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def producer(seed: int, transactions: int) -> None:
-        rnd = random.Random(seed)
-        try:
-            with psycopg.connect(db.role_dsn("events_producer")) as conn:
-                for _ in range(transactions):
-                    ids = []
-                    for _ in range(rnd.randint(1, 4)):
-                        ids.append(insert(conn, seed))
-                        if rnd.random() < 0.5:
-                            time.sleep(rnd.uniform(0, 0.05) / 2)
-                    if rnd.random() < 0.1:
-                        conn.rollback()
-                    else:
-                        conn.commit()
-                        with lock:
-                            committed.extend(ids)
-        except BaseException as exc:
-            errors.append(exc)
-
+    committed = Committed()
     with running_subscriber(handler, db.settings(batch_size=37)) as sub:
-        threads = [threading.Thread(target=producer, args=(seed, 250)) for seed in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not errors, errors
-        wait_until(lambda: len(handler.ids) >= len(committed), timeout=60, message="all committed events")
+        dsn = db.role_dsn("events_producer")
+        run_threads([randomized_producer(dsn, seed, 250, committed) for seed in range(6)], committed)
+        wait_until(lambda: len(handler.ids) >= len(committed.ids), timeout=60, message="all committed events")
         time.sleep(0.5)  # anything extra (a rolled-back id, a duplicate) would show now
         assert sub.subscriber.status.writers_in_flight == 0
-    assert len(committed) > 2000
+    assert len(committed.ids) > 2000
     ids = handler.ids
     assert len(ids) == len(set(ids)), "an event was delivered twice"
     assert ids == sorted(ids), "events were delivered out of order"
-    assert ids == sorted(committed), "the delivered set differs from the committed set"
+    assert ids == committed.ids, "the delivered set differs from the committed set"
 
 
 @pytest.fixture
