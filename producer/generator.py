@@ -36,7 +36,11 @@ class Generator:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.settings.dsn, connect_timeout=5)
+            # Through a transaction-pooling PgBouncer each transaction may run on another server
+            # connection, where a statement psycopg prepared ("_pg3_0") is unknown or another
+            # client's: by default nothing is prepared (prepare_threshold=None).
+            prepare: dict[str, Any] = {} if self.settings.prepared_statements else {"prepare_threshold": None}
+            self._conn = psycopg.connect(self.settings.dsn, connect_timeout=5, **prepare)
         return self._conn
 
     def _publish(self, batch: list[NewEvent]) -> None:

@@ -28,3 +28,9 @@ class ProducerSettings(BaseSettings):
     )
     seed: int | None = Field(default=None, description="Random seed, for a reproducible stream.")
     retry_max_delay: float = Field(default=5.0, gt=0, description="Longest backoff during an outage.")
+    prepared_statements: bool = Field(
+        default=False,
+        description="Let psycopg prepare its statements on the server (after 5 executions): about "
+        "0.1 ms less per transaction, but only for a direct connection or a session-pooling "
+        "PgBouncer. Through a transaction-pooling PgBouncer prepared statements fail.",
+    )

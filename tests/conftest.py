@@ -24,6 +24,7 @@ from pgsubscriber.testing import TemporaryPostgres
 pytest_plugins: list[str] = [
     "tests.support.purger_fixtures",
     "tests.support.mongo_fixtures",
+    "tests.support.pgbouncer_fixtures",
 ]
 
 TEMPLATE = "events_template"

@@ -14,8 +14,9 @@ from psycopg.types.json import Jsonb
 
 from pgsubscriber import ConfigurationError, Subscriber
 from tests.support.handlers import RecordingHandler
+from tests.support.producers import INSERT
 from tests.support.running import running_subscriber
-from tests.support.stress import INSERT, run_stress
+from tests.support.stress import run_stress
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
