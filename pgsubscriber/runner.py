@@ -16,9 +16,14 @@ logger = logging.getLogger(__name__)
 def run_subscriber(handler: ApplicationEventHandler, settings: SubscriberSettings | None = None) -> None:
     """Run a :class:`Subscriber` in this thread until SIGTERM/SIGINT, then stop it cleanly.
 
+    When the application has configured no logging, it logs at INFO to stderr (connects, catch-ups,
+    failures and what to check).
+
     Must be called from the main thread (signal handlers can only be installed there); from any
     other thread, use ``asyncio.run(Subscriber(handler, settings).run())`` and call ``stop()``.
     """
+    if not logging.getLogger().handlers:  # the application configured no logging: say something
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     subscriber = Subscriber(handler, settings)
 
     async def main() -> None:

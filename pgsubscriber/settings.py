@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pgsubscriber.errors import ConfigurationError
@@ -163,3 +163,24 @@ class SubscriberSettings(BaseSettings):
             "tcp_user_timeout": self.tcp_user_timeout_ms,
             "application_name": "pgsubscriber",
         }
+
+
+def environment_help(model: type[BaseSettings]) -> str:
+    """One line per environment variable a settings class reads: name, default, description.
+
+    For ``--help`` texts: services built on pgsubscriber list what they read, e.g.
+    ``environment_help(SubscriberSettings)``.
+    """
+    prefix = str(model.model_config.get("env_prefix", "")).upper()
+    lines = []
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        variable = alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{name.upper()}"
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = "generated"
+        else:
+            default = f"default {field.default!r}"
+        lines.append(f"  {variable} ({default}): {field.description or ''}".rstrip())
+    return "\n".join(lines)

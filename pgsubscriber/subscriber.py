@@ -446,15 +446,18 @@ class Subscriber:
             self.status.handler_failures += 1
             self.status.last_error = f"handler {method.__name__} failed: {exc!r}"
             ids = f" for events {args[0][0].id}..{args[0][-1].id}" if args else ""
-            logger.error(
-                "handler %s failed%s (attempt %d), retrying in %.1fs: %r",
+            # One line per attempt (a store that is down fails every few seconds); the traceback
+            # is at DEBUG.
+            logger.warning(
+                "handler %s failed%s (attempt %d), retrying in %.1fs: %s: %s",
                 method.__name__,
                 ids,
                 state.attempt_number,
                 delay,
-                exc,
-                exc_info=exc,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
             )
+            logger.debug("handler %s failure", method.__name__, exc_info=exc)
 
         retrying = AsyncRetrying(
             retry=retry_if_not_exception_type(_StopRequested),

@@ -369,7 +369,7 @@ async def test_a_failing_handler_gets_the_same_batch_again_and_the_lock_is_relea
     monkeypatch, caplog
 ):
     monkeypatch.setattr(pgsubscriber.subscriber, "BUSY_AFTER", 0.05)
-    caplog.set_level(logging.ERROR, logger=LOOP_LOGGER)
+    caplog.set_level(logging.WARNING, logger=LOOP_LOGGER)
     db = FakeDatabase()
     handler = TracingHandler(db, fail_times=6)
     sub = subscriber_on(
