@@ -25,6 +25,9 @@ class Profile:
     recovery_rounds: int
     purge_rows: int
     peer_seconds: float
+    topics_backlog: int
+    topics_many_backlog: int
+    topics_seconds: float
 
 
 FULL = Profile(
@@ -41,6 +44,9 @@ FULL = Profile(
     recovery_rounds=3,
     purge_rows=1_000_000,
     peer_seconds=20.0,
+    topics_backlog=1_000_000,
+    topics_many_backlog=10_000,
+    topics_seconds=20.0,
 )
 
 QUICK = Profile(
@@ -57,6 +63,9 @@ QUICK = Profile(
     recovery_rounds=1,
     purge_rows=100_000,
     peer_seconds=6.0,
+    topics_backlog=200_000,
+    topics_many_backlog=2_000,
+    topics_seconds=8.0,
 )
 
 

@@ -43,6 +43,10 @@ def _number(value: float | None, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "% of a core":
+        return f"{value:.0f}% of a core"
+    if unit == "fetches":
+        return f"{value:,.0f} fetches"
     return f"{value:g} {unit}"
 
 

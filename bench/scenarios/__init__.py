@@ -17,6 +17,7 @@ from bench.scenarios import (
     publish,
     purge,
     recovery,
+    topics,
 )
 
 Scenario = Callable[[Context], list[Result]]
@@ -33,6 +34,7 @@ SCENARIOS: dict[str, Scenario] = {
     "pgqueuer": peer_pgqueuer.run,
     "rabbitmq": peer_rabbitmq.run,
     "gap-free-cost": gap_free_cost.run,
+    "topics": topics.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)
