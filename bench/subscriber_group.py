@@ -37,9 +37,9 @@ class TimingHandler:
 
 def count_statements(fetches: Any, statements: Any, slot: int) -> None:
     """Count this process's statements, and the fetches among them, in ``slot`` of shared arrays."""
-    original = psycopg.AsyncConnection.execute
+    original = psycopg.AsyncCursor.execute  # connections and client-side cursors run it too
 
-    async def execute(self: psycopg.AsyncConnection[Any], statement: Any, *args: Any, **kwargs: Any) -> Any:
+    async def execute(self: psycopg.AsyncCursor[Any], statement: Any, *args: Any, **kwargs: Any) -> Any:
         statements[slot] += 1
         text = statement if isinstance(statement, bytes) else str(statement).encode()
         # A fetch calls events_fetch; the subscriber's schema check only names it (to_regprocedure).
@@ -47,7 +47,7 @@ def count_statements(fetches: Any, statements: Any, slot: int) -> None:
             fetches[slot] += 1
         return await original(self, statement, *args, **kwargs)
 
-    psycopg.AsyncConnection.execute = execute  # type: ignore[method-assign]
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
 
 
 async def _run(subscribers: list[Subscriber], ready: Any, slot: int, stop: Any) -> None:

@@ -55,7 +55,7 @@ from bench.report import Result
 from bench.scenarios.latency import _collect, _percentile
 from bench.subscriber_group import group_main
 from pgsubscriber import SubscriberSettings
-from producer.publish import NewEvent, publish_many
+from pgsubscriber.publish import NewEvent, publish_many
 
 logger = logging.getLogger(__name__)
 
@@ -113,21 +113,33 @@ def _fetch_times(dsn: str, topics: list[str], after_id: int, count: int, budget:
     times: list[float] = []
     events: list[int] = []
     timed_out = 0
-    params = {"topics": topics, "after_id": after_id, "limit": BATCH_SIZE}
-    with psycopg.connect(dsn, autocommit=True, options=f"-c statement_timeout={timeout_ms}") as conn:
+    params = {
+        "topics": topics,
+        "after_id": after_id,
+        "limit": BATCH_SIZE,
+        "max_bytes": 16 * 1024 * 1024,
+        "statement_timeout_ms": timeout_ms,
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
         deadline = time.monotonic() + budget
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
             started = time.perf_counter()
+            cur = psycopg.ClientCursor(conn)  # one message: BEGIN; SET LOCAL ...; the fetch; COMMIT
             try:
-                rows = conn.execute(FETCH, params).fetchall()
+                cur.execute(FETCH, params)
+                while cur.description is None or "id" not in [c.name for c in cur.description]:
+                    cur.nextset()
+                rows = cur.fetchall()
+                id_column = [c.name for c in cur.description].index("id")
             except psycopg.errors.QueryCanceled:
+                conn.execute("ROLLBACK")
                 times.append(FETCH_TIMEOUT_S * 1000)
                 timed_out += 1
                 continue
             times.append((time.perf_counter() - started) * 1000)
-            events.append(sum(1 for row in rows if row[6] is not None))
+            events.append(sum(1 for row in rows if row[id_column] is not None))
     return {"ms": times, "events": events, "timed_out": timed_out}
 
 
