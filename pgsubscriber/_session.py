@@ -235,19 +235,20 @@ class Session:
         """The delivery horizon and up to ``limit`` events after ``after_id`` below it."""
         params = {**self._fetch_params, "after_id": after_id, "limit": limit}
         rows = await _bounded(self._conn, self._fetch_rows(params), self._settings.query_timeout, "the fetch")
-        first = rows[0]
+        last = rows[-1]  # the horizon row; before it the events, and maybe one row beyond them
         horizon = Horizon(
-            safe_id=int(first[0]),
-            last_drawn_id=int(first[1]),
-            writers=int(first[2]),
-            blocking_pid=first[3],
-            blocking_since=first[4],
-            foreign_pid=first[5],
-            foreign_role=first[6],
-            notify_queue_usage=float(first[7]),
+            safe_id=int(last[0]),
+            last_drawn_id=int(last[1]),
+            writers=int(last[2]),
+            blocking_pid=last[3],
+            blocking_since=last[4],
+            foreign_pid=last[5],
+            foreign_role=last[6],
+            notify_queue_usage=float(last[7]),
         )
-        events = [_event(r) for r in rows if r[10] is not None]
-        return Batch(horizon, events, int(first[8]), bool(first[9]))
+        more = len(rows) > 1 and bool(rows[-2][9])
+        events = [_event(r) for r in rows[: -2 if more else -1]]
+        return Batch(horizon, events, int(last[8]), more)
 
     async def _fetch_rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         # One message, simple protocol: BEGIN READ COMMITTED; timeouts; the fetch; COMMIT.

@@ -69,7 +69,7 @@ async function main() {
   const topicArray = `ARRAY[${topics.map((t) => client.escapeLiteral(t)).join(', ')}]::text[]`;
   const fetchSql = (position) => `BEGIN ISOLATION LEVEL READ COMMITTED;
     SET LOCAL statement_timeout = '10s';
-    SELECT safe_id, writers, notify_queue_usage, purged_up_to_id, more, id, topic, payload::text AS payload
+    SELECT safe_id, writers, notify_queue_usage, purged_up_to_id, beyond, id, topic, payload::text AS payload
     FROM events_fetch(${position}::bigint, ${topicArray}, 1000, 16777216);
     COMMIT;`;
 
@@ -82,19 +82,20 @@ async function main() {
     notified = false;
     const results = await client.query(fetchSql(position));
     const rows = results.find((r) => r.command === 'SELECT').rows;
-    const horizon = rows[0];
+    const horizon = rows[rows.length - 1]; // the last row: the horizon; before it the events
+    const more = rows.length > 1 && rows[rows.length - 2].beyond === true;
     if (BigInt(horizon.purged_up_to_id) > position) {
       fail(new Error(`events ${position + 1n}..${horizon.purged_up_to_id} were purged before being read`));
     }
     for (const row of rows) {
-      if (row.id === null) continue;
+      if (row.id === null || row.beyond) continue;
       // The effect and the stored position; a real consumer writes both in one transaction.
       process.stdout.write(`{"id":${row.id},"topic":${JSON.stringify(row.topic)},"payload":${row.payload}}\n`);
       position = BigInt(row.id);
       if (++delivered === maxEvents) break;
     }
     if (delivered === maxEvents) break;
-    if (horizon.more) continue;
+    if (more) continue;
     const mustPoll = !holdsLock || horizon.writers > 0 || horizon.notify_queue_usage >= 0.1;
     await waitForNotification(Math.min(mustPoll ? POLL_MS : safetyPollMs, deadline - Date.now()));
   }

@@ -217,11 +217,15 @@ BEGIN
                          'the writers were read could miss a committed event.';
     END IF;
     last_drawn_id := coalesce(pg_sequence_last_value('public.events_id_seq'::regclass), 0);
-    -- Per transaction: its lowest writer key, and whether it holds the table for writing.
+    -- Per transaction: its lowest writer key, and whether it holds the table for writing. A writer
+    -- takes RowExclusiveLock on events before its key, and holds both to its end, so a writer
+    -- that registered before last_drawn_id was read shows both here. One that registers while
+    -- pg_locks is being read may show its key alone (fast-path locks are read first), but its key
+    -- is then >= last_drawn_id: ignoring it changes nothing, and it is not reported as foreign.
     SELECT count(*) FILTER (WHERE t.writes)::int,
            min(t.registered) FILTER (WHERE t.writes),
            (array_agg(t.pid ORDER BY t.registered) FILTER (WHERE t.writes))[1],
-           min(t.pid) FILTER (WHERE NOT t.writes)
+           min(t.pid) FILTER (WHERE NOT t.writes AND t.registered < last_drawn_id)
       INTO writers, first_registered, blocking_pid, foreign_pid
       FROM (
           SELECT min(l.pid) AS pid,
@@ -252,25 +256,27 @@ $$;
 
 -- One round trip per batch: the horizon, then (a new statement, so a new snapshot, taken after the
 -- writers were read) the events after after_id up to it, at most max_events of them and no more
--- than max_bytes of payload (at least one event, whatever its size). `more` says whether the
--- batch was cut short (one row beyond it is read to know).
+-- than max_bytes of payload (at least one event, whatever its size), then the purge watermark.
+--
+-- Rows: first the events, in id order, with NULL horizon columns; when the batch was cut short (by
+-- count or by bytes) one more row with `beyond` true and only its id (the client drops it: it says
+-- "fetch again at once"); last, one row with the horizon and purged_up_to_id and NULL event columns.
+-- The watermark is read after the batch (a later snapshot): an event purged before the batch was
+-- read is covered by it, and one purged after it is in the batch or beyond it, so both count.
 --
 -- One topic reads events_topic_id_idx in order and stops after the batch, whatever other topics
--- hold. Several topics read each topic's index range (at most max_events each) and merge them.
--- enable_sort = off keeps the planner on those ordered scans even on a table not analyzed since
--- a large backlog arrived (0004 measured 35-45 ms instead of 1.5-2 ms per batch otherwise); jit =
--- off, because that penalty pushes cost estimates past the JIT threshold.
---
--- Every row carries the horizon and the purge watermark (read in the batch's snapshot, see 0003);
--- with no event to deliver, one row comes back with NULL event columns.
+-- hold: ORDER BY topic, id can only come from that index (enable_sort = off), also on a table not
+-- analyzed since a large backlog arrived. Several topics read each topic's index range (at most
+-- max_events + 1 each) and merge them. Plans are generic (plan_cache_mode): planned once per
+-- session, not on every call. jit = off: the sort penalty would push estimates past the JIT
+-- threshold.
 CREATE FUNCTION public.events_fetch(
     after_id bigint, wanted_topics text[], max_events integer, max_bytes bigint
 )
     RETURNS TABLE (
         safe_id bigint, last_drawn_id bigint, writers integer, blocking_pid integer,
         blocking_since timestamptz, foreign_pid integer, foreign_role text,
-        notify_queue_usage double precision,
-        purged_up_to_id bigint, more boolean,
+        notify_queue_usage double precision, purged_up_to_id bigint, beyond boolean,
         id bigint, topic text, payload jsonb, created_at timestamptz, key text
     )
     LANGUAGE plpgsql
@@ -278,54 +284,65 @@ CREATE FUNCTION public.events_fetch(
     SET search_path = pg_catalog, pg_temp
     SET enable_sort = off
     SET jit = off
+    SET plan_cache_mode = force_generic_plan
 AS
 $$
 #variable_conflict use_column
 DECLARE
     h record;
+    horizon_id bigint;
 BEGIN
     SELECT * INTO h FROM public.events_delivery_horizon();
+    horizon_id := h.safe_id;
+    IF cardinality(wanted_topics) = 1 THEN
+        RETURN QUERY
+        SELECT NULL::bigint, NULL::bigint, NULL::int, NULL::int, NULL::timestamptz, NULL::int, NULL::text,
+               NULL::float8, NULL::bigint, x.beyond,
+               x.id, x.topic, CASE WHEN x.beyond THEN NULL ELSE x.payload END, x.created_at, x.key
+        FROM (SELECT b.*, b.n > max_events OR (b.n > 1 AND b.running > max_bytes) AS beyond FROM (
+            SELECT c.*, sum(c.payload_size) OVER w AS running, row_number() OVER w AS n
+            FROM (
+                SELECT ev.id, ev.topic, ev.payload, ev.created_at, ev.key, ev.payload_size
+                FROM public.events AS ev
+                WHERE ev.topic = wanted_topics[1] AND ev.id > after_id AND ev.id <= horizon_id
+                ORDER BY ev.topic, ev.id
+                LIMIT max_events + 1
+            ) AS c
+            WINDOW w AS (ORDER BY c.id ROWS UNBOUNDED PRECEDING)
+        ) AS b
+        -- Every event that fits, and the first one that does not (the first event always fits).
+        WHERE b.n <= 2 OR b.running - b.payload_size <= max_bytes) AS x;
+    ELSE
+        RETURN QUERY
+        SELECT NULL::bigint, NULL::bigint, NULL::int, NULL::int, NULL::timestamptz, NULL::int, NULL::text,
+               NULL::float8, NULL::bigint, x.beyond,
+               x.id, x.topic, CASE WHEN x.beyond THEN NULL ELSE x.payload END, x.created_at, x.key
+        FROM (SELECT b.*, b.n > max_events OR (b.n > 1 AND b.running > max_bytes) AS beyond FROM (
+            SELECT c.*, sum(c.payload_size) OVER w AS running, row_number() OVER w AS n
+            FROM (
+                SELECT e.id, e.topic, e.payload, e.created_at, e.key, e.payload_size
+                FROM (SELECT DISTINCT u.name FROM unnest(wanted_topics) AS u(name)) AS t
+                CROSS JOIN LATERAL (
+                    SELECT ev.id, ev.topic, ev.payload, ev.created_at, ev.key, ev.payload_size
+                    FROM public.events AS ev
+                    WHERE ev.topic = t.name AND ev.id > after_id AND ev.id <= horizon_id
+                    ORDER BY ev.topic, ev.id
+                    LIMIT max_events + 1
+                ) AS e
+                ORDER BY e.id
+                LIMIT max_events + 1
+            ) AS c
+            WINDOW w AS (ORDER BY c.id ROWS UNBOUNDED PRECEDING)
+        ) AS b
+        WHERE b.n <= 2 OR b.running - b.payload_size <= max_bytes) AS x;
+    END IF;
     RETURN QUERY
     SELECT h.safe_id, h.last_drawn_id, h.writers, h.blocking_pid, h.blocking_since, h.foreign_pid,
-           h.foreign_role, h.notify_queue_usage, w.purged_up_to_id, b.more,
-           b.id, b.topic, b.payload, b.created_at, b.key
-    FROM (
-        SELECT coalesce(max(p.purged_up_to_id), 0) AS purged_up_to_id
-        FROM public.events_purge_watermarks AS p
-        WHERE p.topic = ANY(wanted_topics)
-    ) AS w
-    LEFT JOIN LATERAL (
-        SELECT p.id, p.topic, p.payload, p.created_at, p.key, p.more
-        FROM (
-            -- more: an event below safe_id was left for the next batch (by count or by bytes).
-            SELECT r.*, bool_or(NOT r.fits) OVER () AS more
-            FROM (
-                SELECT m.*,
-                       (m.n = 1 OR (m.n <= max_events AND m.running <= max_bytes)) AS fits
-                FROM (
-                    SELECT e.*,
-                           sum(e.payload_size) OVER w AS running,
-                           row_number() OVER w AS n
-                    FROM (
-                        SELECT e.id, e.topic, e.payload, e.created_at, e.key, e.payload_size
-                        FROM (SELECT DISTINCT u.name FROM unnest(wanted_topics) AS u(name)) AS t
-                        CROSS JOIN LATERAL (
-                            SELECT ev.id, ev.topic, ev.payload, ev.created_at, ev.key, ev.payload_size
-                            FROM public.events AS ev
-                            WHERE ev.topic = t.name AND ev.id > after_id AND ev.id <= h.safe_id
-                            ORDER BY ev.id
-                            LIMIT max_events + 1
-                        ) AS e
-                        ORDER BY e.id
-                        LIMIT max_events + 1
-                    ) AS e
-                    WINDOW w AS (ORDER BY e.id ROWS UNBOUNDED PRECEDING)
-                ) AS m
-            ) AS r
-        ) AS p
-        WHERE p.fits
-    ) AS b ON true
-    ORDER BY b.id;
+           h.foreign_role, h.notify_queue_usage,
+           (SELECT coalesce(max(p.purged_up_to_id), 0)
+            FROM public.events_purge_watermarks AS p
+            WHERE p.topic = ANY(wanted_topics)),
+           NULL::boolean, NULL::bigint, NULL::text, NULL::jsonb, NULL::timestamptz, NULL::text;
 END
 $$;
 

@@ -89,7 +89,9 @@ def test_a_forged_registration_marker_still_registers_the_writer(db):
     with running_subscriber(handler, db.settings()) as sub:
         status = sub.subscriber.status
         with psycopg.connect(db.role_dsn("events_producer")) as a:
-            a.execute("SET pgsubscriber.writer_key = '999999999'")  # session level, forged
+            # Session level, forged: the marker of today and the one of the first schema versions.
+            a.execute("SET pgsubscriber.writer_key = '999999999'")
+            a.execute("SET pgsubscriber.writer_registered = 'on'")
             a.commit()
             a_id = insert(a)
             with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as b:

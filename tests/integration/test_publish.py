@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 import pytest
 
@@ -66,7 +68,18 @@ def test_a_bad_topic_is_refused_and_nothing_is_written(db, topic):
 
 
 @pytest.mark.parametrize(
-    "payload", [[1, 2], "text", 3, None, {"when": object()}, {"n": float("nan")} and {"s": {1, 2}}]
+    "payload",
+    [
+        [1, 2],
+        "text",
+        3,
+        None,
+        {"when": object()},
+        {"s": {1, 2}},
+        {"n": float("nan")},
+        {"deep": [{"n": float("-inf")}]},
+        {"text": "a\x00b"},
+    ],
 )
 def test_a_payload_that_is_not_a_json_object_is_refused_and_nothing_is_written(db, payload):
     with psycopg.connect(db.role_dsn("events_producer")) as conn:
@@ -97,3 +110,11 @@ def test_the_database_enforces_the_same_rules_for_plain_inserts(db):
         with pytest.raises(psycopg.errors.GeneratedAlways):
             conn.execute("INSERT INTO events (id, topic, payload) VALUES (5, 'courses', '{}')")
     assert count(db) == 0
+
+
+def test_numbers_a_float_cannot_hold_are_published_exactly(db):
+    payload = {"big": 123456789012345678901234567890, "price": Decimal("0.1000000000000000000001")}
+    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
+        publish(conn, "courses", payload)
+    stored = db.scalar("SELECT payload::text FROM events")
+    assert stored == '{"big": 123456789012345678901234567890, "price": 0.1000000000000000000001}'
