@@ -6,7 +6,6 @@ with the caller's own writes, or never. With ``autocommit=True`` each call is it
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -69,6 +68,17 @@ def _json_default(value: object) -> object:
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
+def _big_ints_as_fragments(value: Any) -> Any:
+    """A copy of ``value`` whose integers beyond 64 bits are raw JSON numbers (orjson stops there)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, Mapping):
+        return {key: _big_ints_as_fragments(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_fragments(item) for item in value]
+    return value
+
+
 def _has_non_finite_float(payload: object) -> bool:
     """NaN or an infinity anywhere in the payload (iterative: payloads may nest deeply)."""
     stack = [payload]
@@ -92,9 +102,9 @@ def _serialize(payload: object) -> str:
     except TypeError as exc:
         if "64-bit" not in str(exc):
             raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {exc}") from None
-        try:  # integers beyond 64 bits: the standard library writes them exactly
-            text = json.dumps(dict(payload), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError) as fallback:
+        try:  # integers beyond 64 bits: written exactly, as raw JSON numbers
+            text = orjson.dumps(_big_ints_as_fragments(dict(payload)), default=_json_default).decode()
+        except (TypeError, RecursionError) as fallback:
             raise InvalidPayloadError(f"the payload cannot be serialized to JSON: {fallback}") from None
     if "null" in text and _has_non_finite_float(payload):
         raise InvalidPayloadError("the payload holds NaN or an infinity, which JSON cannot represent")

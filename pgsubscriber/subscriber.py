@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Writers stop notifying at this usage of the server's NOTIFY queue (events_after_insert in SQL);
+#: Writers stop notifying at this usage of the server's NOTIFY queue (events_register_writer in SQL);
 #: from there on listeners poll.
 NOTIFY_QUEUE_POLL_AT = 0.1
 

@@ -35,13 +35,9 @@ def load_backlog(dsn: str, table: str, rows: int, created_at: str = "now") -> in
     """Insert ``rows`` events into ``table`` (chunks of one statement each); return the last id."""
     statement = sql.SQL(query("load_backlog")).format(table=sql.Identifier(table))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # A backfill with chosen times: as the administrator, past the trigger that rejects a
-        # client's created_at (writer registration still fires).
-        conn.execute("SET session_replication_role = replica")
         for first in range(1, rows + 1, LOAD_CHUNK):
             last = min(rows, first + LOAD_CHUNK - 1)
             conn.execute(statement, {"topic": TOPIC, "created_at": created_at, "first": first, "last": last})
-        conn.execute("RESET session_replication_role")
         conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
         row = conn.execute(sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(table))).fetchone()
         return int(row[0]) if row and row[0] is not None else 0

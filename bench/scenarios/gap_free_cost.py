@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 _WITHOUT_MECHANISM = f"""
 DROP TRIGGER events_register_writer ON public.events;
-DROP TRIGGER events_after_insert ON public.events;
+DROP TRIGGER events_wake_listeners ON public.events;
 CREATE FUNCTION public.events_notify() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN PERFORM pg_notify('{channel_for(TOPIC)}', ''); RETURN NULL; END $$;
 CREATE TRIGGER events_notify AFTER INSERT ON public.events

@@ -121,24 +121,6 @@ def test_a_producer_cannot_choose_an_id_or_a_creation_time(db):
     assert db.scalar("SELECT count(*) FROM events") == 1
 
 
-def test_not_even_the_owner_can_write_ids_or_times_of_its_choosing(db):
-    with db.connect(autocommit=True) as owner:
-        with pytest.raises(psycopg.errors.GeneratedAlways, match="id was given by the client"):
-            owner.execute(
-                "INSERT INTO events (id, topic, payload) OVERRIDING SYSTEM VALUE VALUES (5, 'courses', '{}')"
-            )
-        with pytest.raises(psycopg.errors.GeneratedAlways, match="created_at was given"):
-            owner.execute(
-                "INSERT INTO events (topic, payload, created_at) VALUES ('courses', '{}', '2001-01-01')"
-            )
-        with pytest.raises(psycopg.errors.CheckViolation, match="events_created_at_range"):
-            owner.execute("SET session_replication_role = replica")
-            owner.execute(
-                "INSERT INTO events (topic, payload, created_at) VALUES ('courses', '{}', 'infinity')"
-            )
-    assert db.scalar("SELECT count(*) FROM events") == 0
-
-
 def test_ids_past_the_lock_key_range_fail_with_a_message_that_says_why(db):
     with db.connect(autocommit=True) as owner:
         owner.execute("SELECT setval('events_id_seq', 1129559080000000000)")

@@ -131,12 +131,12 @@ def test_all_migrations_give_the_schema_the_code_expects(empty_db):
             "SELECT proname, proconfig FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace"
         )
         assert definers == [("events_writer_since", ["search_path=pg_catalog, pg_temp"])]
-        # Registration fires whatever session_replication_role says; the checks and NOTIFY as usual.
+        # Registration fires whatever session_replication_role says; NOTIFY as usual.
         triggers = rows(
             "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'public.events'::regclass "
             "AND NOT tgisinternal ORDER BY 1"
         )
-        assert triggers == [("events_after_insert", "O"), ("events_register_writer", "A")]
+        assert triggers == [("events_register_writer", "A"), ("events_wake_listeners", "O")]
         # Producers insert these columns only; ids and created_at are the database's.
         insertable = rows(
             "SELECT column_name FROM information_schema.column_privileges WHERE table_name = 'events' "

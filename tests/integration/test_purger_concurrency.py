@@ -25,7 +25,6 @@ PRELOADED = 20_000
 def test_purging_under_load_blocks_nobody_and_loses_no_young_event(db, purger_dsn):
     # Old and young events interleaved in id order, on two topics: every other one is 2 days old.
     with db.connect(autocommit=True) as conn:
-        conn.execute("SET session_replication_role = replica")  # an administrator's backfill
         conn.execute(
             "INSERT INTO events (topic, payload, created_at)"
             " SELECT (%s::text[])[1 + g %% 2], jsonb_build_object('g', g),"

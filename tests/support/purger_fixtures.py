@@ -15,14 +15,9 @@ AddEvents = Callable[[str, Sequence[datetime]], list[int]]
 
 
 def add_events(db: Database, topic: str, created_at: Sequence[datetime]) -> list[int]:
-    """Insert one event per timestamp; ids in order.
-
-    Only an administrator backfilling events may set created_at, with session_replication_role =
-    replica (the trigger that rejects a client's created_at does not fire then; writer
-    registration still does).
-    """
+    """Insert one event per timestamp; ids in order (as the administrator: producers may not set
+    created_at)."""
     with db.connect() as conn:
-        conn.execute("SET LOCAL session_replication_role = replica")
         rows = conn.execute(
             "INSERT INTO events (topic, payload, created_at)"
             " SELECT %s, jsonb_build_object('n', n), c"

@@ -31,7 +31,7 @@ from pgsubscriber._session import Batch, Horizon, IdleLockHolder
 #: Every scenario fails rather than hangs after this many seconds.
 DEADLINE = 5.0
 
-#: The writers' trigger stops notifying at this NOTIFY queue usage (events_after_insert).
+#: The writers' trigger stops notifying at this NOTIFY queue usage (events_register_writer).
 NOTIFY_QUEUE_LIMIT = 0.1
 
 
