@@ -65,6 +65,9 @@ def packaged_postgres_bindir() -> Path | None:
 
 def make_postgres(*, port: int | None = None, fsync_off: bool = False) -> TemporaryPostgres:
     """A cluster on the system's binaries, else on the ``pgserver`` wheel's; a clear error otherwise."""
+    configured = os.environ.get("PG_BINDIR")
+    if configured and not all((Path(configured) / name).exists() for name in ("initdb", "pg_ctl")):
+        raise DeploymentError(f"PG_BINDIR={configured} holds no initdb and pg_ctl")
     try:
         return TemporaryPostgres(port=port, fsync_off=fsync_off)
     except PgSubscriberError as no_system_binaries:
@@ -84,6 +87,27 @@ def make_postgres(*, port: int | None = None, fsync_off: bool = False) -> Tempor
             del os.environ["PG_BINDIR"]
         else:
             os.environ["PG_BINDIR"] = previous
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def postgres_start_failure(exc: BaseException, postgres: TemporaryPostgres | None) -> DeploymentError:
+    """Why the cluster did not start, in one line (the server log's last complaint)."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        names = [Path(str(arg)).name for arg in ([exc.cmd] if isinstance(exc.cmd, str) else exc.cmd)]
+        program = next((name for name in names if name in ("initdb", "pg_ctl")), names[0])
+        reason = _last_line(exc.stderr or "") or f"exit status {exc.returncode}"
+        return DeploymentError(f"PostgreSQL did not start: {program} failed: {reason}")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if postgres is not None and postgres.logfile.exists():
+        log = postgres.logfile.read_text(errors="replace").splitlines()
+        complaints = [line for line in log if "FATAL" in line or "ERROR" in line]
+        if complaints:
+            reason = complaints[-1].split("FATAL:", 1)[-1].split("ERROR:", 1)[-1].strip()
+    return DeploymentError(f"PostgreSQL did not start: {reason}")
 
 
 def _forward(name: str, stream: IO[bytes]) -> None:
@@ -108,6 +132,15 @@ class ServiceProcess:
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def exit_status(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def ended(self, what: str) -> str:
+        """``"<name> <what> (exit status N)"``, then the end of its log (when it writes one)."""
+        line = f"{self.name} {what} (exit status {self.exit_status()})"
+        tail = self.log_tail()
+        return f"{line}:\n{tail}" if tail else f"{line}; its output is above"
 
     def start(self) -> None:
         if self.is_running():
@@ -193,7 +226,7 @@ def wait_for_http(url: str, timeout: float, alive: ServiceProcess | None = None)
     deadline = time.monotonic() + timeout
     while True:
         if alive is not None and not alive.is_running():
-            raise DeploymentError(f"{alive.name} exited at start:\n{alive.log_tail()}")
+            raise DeploymentError(alive.ended("exited at start"))
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -243,6 +276,10 @@ class LocalDeployment:
     @property
     def events_dsn(self) -> str:
         return self._pg_url("events_consumer", self._passwords["events_consumer"])
+
+    @property
+    def producer_dsn(self) -> str:
+        return self._pg_url("events_producer", self._passwords["events_producer"])
 
     @property
     def admin_dsn(self) -> str:
@@ -296,7 +333,10 @@ class LocalDeployment:
     def _up(self) -> None:
         started = time.monotonic()
         self.postgres = make_postgres(fsync_off=self._fsync_off)
-        self.postgres.start()
+        try:
+            self.postgres.start()
+        except (PgSubscriberError, subprocess.CalledProcessError, OSError) as exc:
+            raise postgres_start_failure(exc, self.postgres) from exc
         with psycopg.connect(self.postgres.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         logger.info("PostgreSQL ready on port %d (%.1fs)", self.postgres.port, time.monotonic() - started)
@@ -312,7 +352,7 @@ class LocalDeployment:
         migrations.start()
         status = migrations.wait(self.start_timeout)
         if status != 0:
-            raise DeploymentError(f"db_migrations failed with status {status}:\n{migrations.log_tail()}")
+            raise DeploymentError(migrations.ended("failed"))
         self.start_consumer()
         self.start_producer()
         self.services["purger"].start()
@@ -344,20 +384,30 @@ class LocalDeployment:
         return ServiceProcess(name, argv, env, log)
 
     def down(self) -> None:
-        """Stop the services (producer first), MongoDB, PostgreSQL; delete every temporary file."""
+        """Stop the services (producer first), MongoDB, PostgreSQL; delete every temporary file.
+
+        Each step runs whatever the others did: a failure is logged, never raised.
+        """
         for name in ("producer", "purger", "web_consumer", "db_migrations"):
             service = self.services.get(name)
             if service is not None:
                 try:
                     service.stop()
-                except OSError as exc:
+                except Exception as exc:
                     logger.warning("could not stop %s: %s", name, exc)
         if self.mongo is not None:
-            self.mongo.stop()
+            try:
+                self.mongo.stop()
+            except Exception as exc:
+                logger.warning("could not stop MongoDB: %s", exc)
             self.mongo = None
         if self.postgres is not None:
-            self.postgres.stop("fast")
-            self.postgres.cleanup()
+            try:
+                self.postgres.stop("fast")
+                self.postgres.cleanup()
+            except Exception as exc:
+                logger.warning("could not stop PostgreSQL: %s", exc)
+                shutil.rmtree(self.postgres.basedir, ignore_errors=True)
             self.postgres = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -95,8 +95,14 @@ class EmbeddedMongo:
         if self.is_running():
             return self
         with self.logfile.open("ab") as log:
+            # Its own session: a terminal's Ctrl-C goes to the whole foreground process group, and
+            # the server must outlive its clients (whoever started it stops it, after them).
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         with MongoClient(self.url, serverSelectionTimeoutMS=250, connectTimeoutMS=250) as client:

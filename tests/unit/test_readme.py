@@ -1,8 +1,11 @@
-"""The README stays true: its configuration table lists every setting with its default."""
+"""The README stays true: its configuration table lists every setting with its default, and its
+examples read the variables that the demo prints."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from pgsubscriber import SubscriberSettings
 
@@ -27,3 +30,18 @@ def test_the_first_screen_gives_the_test_command_that_ci_runs():
     assert "python -m pytest" in first_screen
     ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
     assert "python3 -m pytest\n" in ci
+
+
+def test_the_examples_read_only_the_variables_that_the_demo_prints():
+    from demo.system import environment
+
+    printed = set(environment(SimpleNamespace(events_dsn="", producer_dsn="", admin_dsn="", mongo_url="")))
+    handler = README.split("A handler in 15 lines:", 1)[1].split("\n---\n", 1)[0]
+    verify = README.split("### Verify events received", 1)[1].split("\n## ", 1)[0]
+    assert "PGSUBSCRIBER_DSN" in handler and "dsn=" not in handler
+    code = "\n".join(re.findall(r"^```\w+\n(.*?)^```", verify, re.S | re.M))
+    used = set(re.findall(r'os\.environ\["(\w+)"\]|\$(\w+)', code))
+    names = {name for pair in used for name in pair if name}
+    assert names == {"DATABASE_URL", "MONGO_URL"}
+    assert names <= printed
+    assert "serverSelectionTimeoutMS" in verify  # a wrong address fails in seconds, not 30
