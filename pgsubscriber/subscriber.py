@@ -84,6 +84,7 @@ class Subscriber:
         self._blocked_check_at = float("inf")  # look again then: is a writer still holding back?
         self._last_blocked_log = float("-inf")
         self._last_foreign_log = float("-inf")
+        self._foreign_first_seen: tuple[int, float] | None = None
         self._last_idle_holder_log = float("-inf")
         self._acknowledged_purge = 0
 
@@ -328,11 +329,19 @@ class Subscriber:
         st.last_drawn_id = horizon.last_drawn_id
         st.writers = horizon.writers
         st.notify_queue_usage = horizon.notify_queue_usage
-        holder = self._idle_lock_holder
-        st.foreign_lock_pid = horizon.foreign_pid or (holder.pid if holder is not None else None)
         now = time.monotonic()
+        # A writer that is ending shows its key without its table lock for an instant (it releases
+        # the table lock first, once committed): only a holder that stays is foreign.
+        foreign = horizon.foreign_pid
+        if foreign is None or self._foreign_first_seen is None or self._foreign_first_seen[0] != foreign:
+            self._foreign_first_seen = (foreign, now) if foreign is not None else None
+        lasting = self._foreign_first_seen is not None and (
+            now - self._foreign_first_seen[1] >= self.settings.blocked_warning_after
+        )
+        holder = self._idle_lock_holder
+        st.foreign_lock_pid = foreign if lasting else (holder.pid if holder is not None else None)
         log_every = self.settings.blocked_log_interval
-        if horizon.foreign_pid is not None and now - self._last_foreign_log >= log_every:
+        if lasting and now - self._last_foreign_log >= log_every:
             self._last_foreign_log = now
             logger.warning(
                 "backend pid %d (role %s) holds a lock key reserved for pgsubscriber writers without "

@@ -199,6 +199,9 @@ BEGIN
     -- that registered before last_drawn_id was read shows both here. One that registers while
     -- pg_locks is being read may show its key alone (fast-path locks are read first), but its key
     -- is then >= last_drawn_id: ignoring it changes nothing, and it is not reported as foreign.
+    -- A writer that is ending releases its table lock before its key, but only once its commit
+    -- (or rollback) is visible to every new snapshot: ignoring it then changes nothing either.
+    -- (The subscriber reports a holder as foreign only when it stays.)
     SELECT count(*) FILTER (WHERE t.writes)::int,
            min(t.registered) FILTER (WHERE t.writes),
            (array_agg(t.pid ORDER BY t.registered) FILTER (WHERE t.writes))[1],
