@@ -118,7 +118,10 @@ async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConne
     try:
         # Text output formats the loaders rely on, whatever the role or database sets (a pooler
         # such as PgBouncer keeps DateStyle and TimeZone per client).
-        await conn.execute(query("session_setup"))
+        setup = query("session_setup").replace(
+            b"%(statement_timeout_ms)s", str(int(settings.query_timeout * 1000)).encode()
+        )
+        await conn.execute(setup)
     except BaseException:
         await conn.close()
         raise
@@ -154,6 +157,7 @@ class Session:
         self._settings = settings
         self._conn = conn
         self._listen_conn = listen_conn
+        self._explicit_transaction = False
         self._fetch_params: dict[str, Any] = {
             "topics": settings.topics,
             "max_bytes": settings.batch_max_bytes,
@@ -251,6 +255,16 @@ class Session:
         return Batch(horizon, events, int(last[8]), more)
 
     async def _fetch_rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if not self._explicit_transaction:
+            try:  # one statement, in the session's own settings (session_setup.sql)
+                cur = await self._conn.execute(query("fetch_in_session"), params)
+                return await cur.fetchall()
+            except (psycopg.errors.InvalidTransactionState, psycopg.errors.QueryCanceled) as exc:
+                # Another isolation level or timeout than the session set: a transaction pooler
+                # gave this statement another server connection. From now on each fetch brings
+                # its own transaction and settings.
+                logger.info("the session's settings do not hold (%s): fetching in explicit transactions", exc)
+                self._explicit_transaction = True
         # One message, simple protocol: BEGIN READ COMMITTED; timeouts; the fetch; COMMIT.
         cur = psycopg.AsyncClientCursor(self._conn)
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgsubscriber import SubscriberSettings
 from pgsubscriber.testing import FaultyProxy, TemporaryPgBouncer
@@ -241,13 +242,25 @@ def test_poll_only_subscriber_through_the_pooler(db, pgbouncer, pooled):
         _deliver_through_pool_faults(db, pgbouncer, pooled, proxy, settings)
 
 
-def test_randomized_concurrent_producers_through_the_pooler(db, pooled):
+@pytest.mark.parametrize("consumer_isolation", [None, "serializable"])
+def test_randomized_concurrent_producers_through_the_pooler(db, pooled, consumer_isolation):
     """test_gap_free's stress, with every producer and two subscribers' fetches through the pooler.
+
+    With the consumer role's default isolation set to serializable, a server connection of the
+    pool does not keep what a subscriber's session set: its fetches then bring their own READ
+    COMMITTED transaction.
 
     6 producers share a pool of 5 server connections, so their transactions move between server
     connections and some wait for one. The subscribers (one listening directly, one polling) share
     their pool too, as worker processes behind one pooler do.
     """
+    if consumer_isolation:
+        with db.connect(autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "ALTER ROLE events_consumer IN DATABASE {} SET default_transaction_isolation = {}"
+                ).format(sql.Identifier(db.name), sql.Literal(consumer_isolation))
+            )
     listening, polling = RecordingHandler(), RecordingHandler()
     committed = Committed()
     consumer = pooled("events_consumer")
