@@ -53,7 +53,6 @@ class Horizon:
     last_drawn_id: int
     writers: int
     blocking_pid: int | None
-    blocking_since: datetime | None
     foreign_pid: int | None
     foreign_role: str | None
     notify_queue_usage: float
@@ -86,6 +85,8 @@ class DeliverySession(Protocol):
     async def set_idle(self, idle: bool) -> IdleLockHolder | None: ...
 
     async def heartbeat(self) -> None: ...
+
+    async def writer_since(self, pid: int) -> datetime | None: ...
 
     async def close(self) -> None: ...
 
@@ -131,7 +132,7 @@ async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConne
 
 
 def _event(row: Sequence[Any]) -> Event:
-    event_id, topic, text, created_at, key = row[10], row[11], row[12], row[13], row[14]
+    event_id, topic, text, created_at, key = row[9], row[10], row[11], row[12], row[13]
     try:
         return trusted_event(event_id, topic, decode_payload(text), created_at, key)
     except PayloadDecodeError as exc:
@@ -245,14 +246,24 @@ class Session:
             last_drawn_id=int(last[1]),
             writers=int(last[2]),
             blocking_pid=last[3],
-            blocking_since=last[4],
-            foreign_pid=last[5],
-            foreign_role=last[6],
-            notify_queue_usage=float(last[7]),
+            foreign_pid=last[4],
+            foreign_role=last[5],
+            notify_queue_usage=float(last[6]),
         )
-        more = len(rows) > 1 and bool(rows[-2][9])
+        more = len(rows) > 1 and bool(rows[-2][8])
         events = [_event(r) for r in rows[: -2 if more else -1]]
-        return Batch(horizon, events, int(last[8]), more)
+        return Batch(horizon, events, int(last[7]), more)
+
+    async def writer_since(self, pid: int) -> datetime | None:
+        """When the transaction of the writer ``pid`` (one that holds delivery back) started."""
+        cur = await _bounded(
+            self._conn,
+            self._conn.execute(query("writer_since"), {"pid": pid}),
+            self._settings.query_timeout,
+            "the writer's start",
+        )
+        row = await cur.fetchone()
+        return row[0] if row else None
 
     async def _fetch_rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if not self._explicit_transaction:
@@ -269,7 +280,7 @@ class Session:
         cur = psycopg.AsyncClientCursor(self._conn)
         try:
             await cur.execute(query("fetch"), params)
-            while cur.description is None or len(cur.description) < 15:
+            while cur.description is None or len(cur.description) < 14:
                 if not cur.nextset():
                     raise ConnectionLostError("the fetch returned no rows: unexpected reply")
             return await cur.fetchall()

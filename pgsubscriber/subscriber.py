@@ -35,6 +35,11 @@ NOTIFY_QUEUE_POLL_AT = 0.1
 #: writers stop notifying a listener that is not draining its notifications.
 BUSY_AFTER = 1.0
 
+#: A writer seen holding delivery back for this long (or for blocked_warning_after, if shorter) is
+#: asked when its transaction started: that lookup costs more than a fetch, and most writers are
+#: gone by then.
+WRITER_START_LOOKUP_AFTER = 0.1
+
 
 class _StopRequested(Exception):
     """Internal: unwinds the loop when stop() was called."""
@@ -80,6 +85,8 @@ class Subscriber:
         self._known_position: int | None = None
         self._blocked_first_seen: tuple[int, float] | None = None
         self._blocked_first_seen_at = datetime.now(UTC)
+        self._blocking_since: datetime | None = None  # the blocking writer's start, once asked
+        self._blocking_since_asked = False
         self._idle_lock_holder: IdleLockHolder | None = None  # a foreign session, while it lasts
         self._blocked_check_at = float("inf")  # look again then: is a writer still holding back?
         self._last_blocked_log = float("-inf")
@@ -299,7 +306,7 @@ class Subscriber:
         next_read: asyncio.Future[Batch] | None = None
         try:
             while True:
-                self._note_horizon(batch.horizon)
+                await self._note_horizon(session, batch.horizon)
                 if batch.purged_up_to_id > position:
                     self._on_purged(position, batch.purged_up_to_id)
                 if not batch.events:
@@ -323,7 +330,7 @@ class Subscriber:
         self.status.fetches += 1
         return session.fetch(after_id, size)
 
-    def _note_horizon(self, horizon: Horizon) -> None:
+    async def _note_horizon(self, session: DeliverySession, horizon: Horizon) -> None:
         st = self.status
         st.safe_id = horizon.safe_id
         st.last_drawn_id = horizon.last_drawn_id
@@ -358,13 +365,20 @@ class Subscriber:
         if self._blocked_first_seen is None or self._blocked_first_seen[0] != horizon.blocking_pid:
             self._blocked_first_seen = (horizon.blocking_pid, now)
             self._blocked_first_seen_at = datetime.now(UTC)
-        st.blocked_by_pid = horizon.blocking_pid
-        st.blocked_since = horizon.blocking_since or self._blocked_first_seen_at
-        held_for = now - self._blocked_first_seen[1]
-        if horizon.blocking_since is not None:
-            held_for = max(held_for, (datetime.now(UTC) - horizon.blocking_since).total_seconds())
+            self._blocking_since, self._blocking_since_asked = None, False
         warn_after, log_every = self.settings.blocked_warning_after, self.settings.blocked_log_interval
-        if held_for < warn_after:
+        held_for = now - self._blocked_first_seen[1]
+        lookup_after = min(WRITER_START_LOOKUP_AFTER, warn_after)
+        if not self._blocking_since_asked and held_for >= lookup_after:
+            self._blocking_since_asked = True
+            self._blocking_since = await session.writer_since(horizon.blocking_pid)
+        st.blocked_by_pid = horizon.blocking_pid
+        st.blocked_since = self._blocking_since or self._blocked_first_seen_at
+        if self._blocking_since is not None:
+            held_for = max(held_for, (datetime.now(UTC) - self._blocking_since).total_seconds())
+        if not self._blocking_since_asked:
+            self._blocked_check_at = now + lookup_after - held_for
+        elif held_for < warn_after:
             self._blocked_check_at = now + warn_after - held_for
         elif now - self._last_blocked_log < log_every:
             self._blocked_check_at = self._last_blocked_log + log_every

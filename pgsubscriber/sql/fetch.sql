@@ -6,7 +6,7 @@
 BEGIN ISOLATION LEVEL READ COMMITTED;
 SET LOCAL statement_timeout = %(statement_timeout_ms)s;
 SET LOCAL lock_timeout = 0;
-SELECT safe_id, last_drawn_id, writers, blocking_pid, blocking_since, foreign_pid, foreign_role,
+SELECT safe_id, last_drawn_id, writers, blocking_pid, foreign_pid, foreign_role,
        notify_queue_usage,
        purged_up_to_id, beyond, id, topic, payload, created_at, key
 FROM public.events_fetch(%(after_id)s, %(topics)s::text[], %(limit)s, %(max_bytes)s);

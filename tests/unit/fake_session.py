@@ -46,7 +46,7 @@ class FakeDatabase:
         self.last_drawn_id: int | None = None  # None: the last id drawn
         self.writers = 0
         self.blocking_pid: int | None = None
-        self.blocking_since: datetime | None = None
+        self.blocking_since: datetime | None = None  # what events_writer_since answers
         self.foreign_pid: int | None = None
         self.foreign_role: str | None = None
         self.notify_queue_usage = 0.0
@@ -120,7 +120,6 @@ class FakeDatabase:
             last_drawn_id=max(self.last_id, safe_id) if self.last_drawn_id is None else self.last_drawn_id,
             writers=self.writers,
             blocking_pid=self.blocking_pid,
-            blocking_since=self.blocking_since,
             foreign_pid=self.foreign_pid,
             foreign_role=self.foreign_role,
             notify_queue_usage=self.notify_queue_usage,
@@ -229,6 +228,10 @@ class FakeSession:
 
     async def heartbeat(self) -> None:
         self._enter("heartbeat")
+
+    async def writer_since(self, pid: int) -> datetime | None:
+        self._enter("writer_since", pid)
+        return self.db.blocking_since if pid == self.db.blocking_pid else None
 
     async def close(self) -> None:
         self.db.record("close")
