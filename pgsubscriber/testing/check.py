@@ -11,12 +11,14 @@ attacks the handler the way production will, each attack on a fresh store:
   the end (the retry of a batch the handler had stored in part);
 - **crash**: for each crash point the handler passes while handling the middle batch (its store
   calls :meth:`HandlerRun.crash_point` between its writes), the process dies there: a new handler
-  instance on the same store, and the real subscriber redelivers from its
-  ``get_latest_received_id()``;
+  instance on the same store gets the rest of that batch from its ``get_latest_received_id()``,
+  then the real subscriber delivers the rest;
 - **restart**: a new handler instance after half of the events, redelivered from its position.
 
 After each attack the handler's observable state (``observe(handler)``, any value compared with
-``==``) must equal its state after the clean delivery, and its position the last event's id. A
+``==``) must equal its state after the clean delivery, and its position the last event's id; after
+a crash or a restart, also at the end of the interrupted batch, before later events can overwrite
+(and so hide) a lost effect. A
 failure raises :class:`HandlerCheckError` (an ``AssertionError``) that names, in plain words, each
 property that failed and the event ids concerned. The check is deterministic: batches are cut by
 size from events published before delivery starts.
@@ -329,11 +331,26 @@ class _Check(Generic[H]):
                 f"{intro} leaves get_latest_received_id() at {position}, not {self.last_id}",
             )
 
+    async def resume(self, handler: H, upto: int) -> tuple[int, object]:
+        """A new instance resumes: the events after its position up to ``upto`` come in one batch
+        (what the subscriber's next fetch holds), then its position and its state."""
+        resumed_at = await self.position(handler)
+        missing = [event for event in self.events if resumed_at < event.id <= upto]
+        if missing:
+            await self.apply(handler, missing)
+        return resumed_at, await self.state(handler)
+
     async def crashes(self) -> list[str]:
-        """One attack per crash point passed in the middle batch; returns those crash points."""
+        """One attack per crash point passed in the middle batch; returns those crash points.
+
+        After the crash a new instance gets the rest of the crashed batch from its position (as
+        the subscriber's next fetch), and its state is compared with the clean one right there,
+        before later events can overwrite a loss; then the real subscriber delivers the rest.
+        """
         middle = len(self.batches) // 2
         points = self.passed[middle]
         batch = self.batches[middle]
+        first, last = batch[0].id, batch[-1].id
         for nth, where in enumerate(points, start=1):
             store = f"crash-{nth}"
             handler, run = await self.new_handler(store, fresh=True)
@@ -349,30 +366,39 @@ class _Check(Generic[H]):
                     f"({where!r}) that it passed in the clean delivery",
                 )
                 continue
+            crash = f"after a crash at {where!r} (crash point {nth} while handling events {_ids(batch)})"
             restarted, _ = await self.new_handler(store, fresh=False)
-            resumed_at = await self.position(restarted)
+            resumed_at, got = await self.resume(restarted, last)
+            if resumed_at > last:
+                self.fail(
+                    "crash safety",
+                    f"{crash}, get_latest_received_id() is {resumed_at}: events {last + 1}..{resumed_at} "
+                    "were never delivered, and would never be",
+                )
+                continue
+            if got != self.states[middle]:
+                if resumed_at >= first:
+                    message = (
+                        f"{crash}, get_latest_received_id() is {resumed_at}, ahead of the stored effects: "
+                        f"events {first}..{resumed_at} would never be applied "
+                        "(store the position with the effects, or after them)"
+                    )
+                else:
+                    message = (
+                        f"{crash} and redelivery of events {resumed_at + 1}..{last}, the state differs from "
+                        "one clean delivery up to there: what was written before the crash was applied "
+                        f"again, or lost ({_difference(self.states[middle], got)})"
+                    )
+                self.fail("crash safety", message)
+                continue
             await self.deliver(restarted, batch_size=self.batch_size)
             got, position = await self.state(restarted), await self.position(restarted)
-            if got == self.states[-1] and position == self.last_id:
-                continue
-            crash = f"after a crash at {where!r} (crash point {nth} while handling events {_ids(batch)})"
-            if resumed_at >= batch[0].id and got != self.states[-1]:
-                message = (
-                    f"{crash}, get_latest_received_id() is {resumed_at}, ahead of the stored effects: "
-                    f"events {batch[0].id}..{resumed_at} would never be applied "
-                    "(store the position with the effects, or after them)"
+            if got != self.states[-1] or position != self.last_id:
+                self.fail(
+                    "crash safety",
+                    f"{crash} and redelivery, the handler ends at position {position} (not {self.last_id}) "
+                    f"or in another state than one clean delivery ({_difference(self.states[-1], got)})",
                 )
-            elif got != self.states[-1]:
-                message = (
-                    f"{crash} and redelivery from position {resumed_at}, the state differs from one clean "
-                    "delivery: what was written before the crash was applied again, or lost "
-                    f"({_difference(self.states[-1], got)})"
-                )
-            else:
-                message = (
-                    f"{crash} and redelivery, get_latest_received_id() is {position}, not {self.last_id}"
-                )
-            self.fail("crash safety", message)
         return points
 
     async def restart(self) -> None:
@@ -384,12 +410,20 @@ class _Check(Generic[H]):
         for batch in self.batches[:half]:
             await self.apply(first, batch)
         restarted, _ = await self.new_handler("restart", fresh=False)
-        resumed_at = await self.position(restarted)
+        resumed_at, got = await self.resume(restarted, handled)
         if resumed_at > handled:
             self.fail(
                 "restart from the position",
                 f"a new handler instance reports position {resumed_at}, but only events up to {handled} "
                 f"were handled: events {handled + 1}..{resumed_at} would never be applied",
+            )
+            return
+        if got != self.states[half - 1]:
+            self.fail(
+                "restart from the position",
+                f"stopped after events up to {handled}, a new handler instance reports position "
+                f"{resumed_at} in another state than one clean delivery up to there: the state is not "
+                f"all in the store ({_difference(self.states[half - 1], got)})",
             )
             return
         await self.deliver(restarted, batch_size=self.batch_size)
