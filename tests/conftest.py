@@ -21,6 +21,17 @@ pytest_plugins: list[str] = [
 ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # An environment installed before the kit existed (or with plugin autoload disabled) has not
+    # loaded the plugin through its entry point: load it here, once.
+    if not config.pluginmanager.has_plugin("pgsubscriber") and not config.pluginmanager.is_blocked(
+        "pgsubscriber"
+    ):
+        from pgsubscriber.testing import plugin
+
+        config.pluginmanager.register(plugin, "pgsubscriber")
+
+
 @pytest.fixture(scope="session")
 def pg_server(pgsubscriber_server: EventsServer) -> EventsServer:
     return pgsubscriber_server
