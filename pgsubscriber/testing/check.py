@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -209,7 +210,13 @@ class _Check(Generic[H]):
         return handler, run
 
     async def state(self, handler: H) -> object:
-        return await _call(self.observe, handler)
+        """``observe(handler)``, copied: a state that is a live view of the store must not change
+        after it was taken."""
+        state = await _call(self.observe, handler)
+        try:
+            return copy.deepcopy(state)
+        except Exception:  # not copyable (a lock, a connection...): compared as it is
+            return state
 
     async def position(self, handler: H) -> int:
         return int(await _call(handler.get_latest_received_id))

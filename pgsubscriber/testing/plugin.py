@@ -7,6 +7,8 @@ Fixtures, all prefixed ``pgsubscriber_`` so they do not collide with an applicat
   with the system's ``initdb``/``pg_ctl`` (as the ``postgres`` OS user under root), deleted at the
   end of the session.
 - ``pgsubscriber_template`` (session): the name of a database migrated once, copied for each test.
+  Migrating creates the roles events_producer, events_consumer and events_purger with the password
+  ``test`` (roles belong to the whole server): point ``PGSUBSCRIBER_TEST_DSN`` at a test server.
 - ``pgsubscriber_db``: a fresh, migrated events database for one test
   (:class:`~pgsubscriber.testing.EventsDatabase`: ``publish``, ``publish_many``, ``deliver``,
   ``settings``, ``connect``), dropped after it.
