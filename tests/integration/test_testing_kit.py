@@ -20,6 +20,7 @@ from tests.support.example_handlers import (
     BatchSkippingHandler,
     CorrectHandler,
     CountingHandler,
+    FirstOfBatchHandler,
     PositionFirstHandler,
     SharedStoreHandler,
     Store,
@@ -110,6 +111,16 @@ def test_a_handler_that_skips_a_batch_starting_below_its_position_fails_overlapp
             "get_latest_received_id() is 9, so they would never be applied"
         )
     }
+
+
+def test_effects_that_depend_on_the_batch_cuts_fail_independence_of_batch_cuts(db):
+    with pytest.raises(HandlerCheckError) as excinfo:
+        check(FirstOfBatchHandler, db)
+    assert failures(excinfo)["independent of batch cuts"] == (
+        "delivered one event per batch, events up to 3 leave another state than delivered in batches "
+        "of 3 (up to events 1..3): the effects depend on how the subscriber cuts batches ('titles': "
+        "expected {'c1': 'Algebra', 'c2': 'Biology'}, got {'c1': 'Algebra II', 'c2': 'Biology'})"
+    )
 
 
 def test_make_handler_must_give_each_attack_a_fresh_store(db):

@@ -127,3 +127,19 @@ class SharedStoreHandler(CorrectHandler):
     def __init__(self, stores: dict[str, Store], run: HandlerRun) -> None:
         self.store = self.shared
         self.run = run
+
+
+class FirstOfBatchHandler(_Base):
+    """BROKEN: folds a batch keeping each course's first event instead of its last, so the result
+    depends on where the batches are cut."""
+
+    def on_notification(self, events: list[Event]) -> None:
+        titles, position = dict(self.store.titles), self.store.position
+        firsts: dict[str, Event] = {}
+        for event in events:
+            if event.id > position:
+                firsts.setdefault(event.payload["course_id"], event)
+        for event in firsts.values():
+            apply_course(titles, event)
+        self.run.crash_point("before commit")
+        self.store.titles, self.store.position = titles, max(position, events[-1].id)
