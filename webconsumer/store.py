@@ -13,6 +13,10 @@ writes leaves the read model ahead; the position did not move, so the batch come
 model skips what it already has, and ``receivedEvents`` catches up. Events are inserted in id order
 (an ordered insert stops at the first failure), so stored ids are always a prefix of the batch: all
 ids up to the greatest one are present, and a retry inserts exactly the ids after it.
+
+``crash_point`` marks the points between the writes; tests pass
+``pgsubscriber.testing.HandlerRun.crash_point`` there, so ``check_handler`` can crash the store at
+each of them (tests/integration/test_webconsumer.py). In production it does nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +46,10 @@ RECEIVED_EVENTS = "receivedEvents"
 COURSES = "courses"
 
 Document = dict[str, Any]
+
+
+def _no_crash(where: str) -> None:
+    """Production: nothing happens between the writes."""
 
 
 def _decimal_to_bson(value: Any) -> Any:
@@ -146,8 +154,9 @@ class MongoEventStore:
     consumer process per database: two writers would race on the same documents.
     """
 
-    def __init__(self, database: Database[Document]) -> None:
+    def __init__(self, database: Database[Document], crash_point: Callable[[str], None] = _no_crash) -> None:
         self.database = database
+        self.crash_point = crash_point
         self.received: Collection[Document] = database.get_collection(
             RECEIVED_EVENTS, codec_options=_CODEC_OPTIONS
         )
@@ -163,7 +172,9 @@ class MongoEventStore:
         with self._attempt():
             self.ensure_indexes()
             self.apply_to_read_model(events)
+            self.crash_point("after the read model")
             self.record_received(events)
+            self.crash_point("after receivedEvents")
 
     def get_latest_received_id(self) -> int:
         """The greatest stored ``event_id`` (one step down the unique index), or 0."""

@@ -35,3 +35,14 @@ def test_the_wheel_holds_one_top_level_package_with_its_sql_and_command(tmp_path
     assert "pgsubscriber/sql/fetch.sql" in names and "pgsubscriber/py.typed" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pgsubscriber = pgsubscriber.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    # The test kit: its pytest plugin is registered, and the extra "testing" brings pytest.
+    assert "pgsubscriber/testing/plugin.py" in names
+    assert (
+        "[pytest11]\npgsubscriber = pgsubscriber.testing.plugin"
+        in zipfile.ZipFile(wheel).read(entry_points).decode()
+    )
+    metadata = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    )
+    assert "Provides-Extra: testing" in metadata
+    assert 'Requires-Dist: pytest>=8; extra == "testing"' in metadata
