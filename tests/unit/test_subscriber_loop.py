@@ -325,7 +325,7 @@ async def test_a_batch_that_is_not_full_has_nothing_read_while_the_handler_works
 async def test_a_slow_handler_releases_the_idle_lock_and_reports_polling(monkeypatch):
     monkeypatch.setattr(pgsubscriber.subscriber, "BUSY_AFTER", 0.05)
     db = FakeDatabase()
-    handler = TracingHandler(db, delay=0.2)
+    handler = TracingHandler(db, delay=1.0)  # long enough to be seen working on a loaded machine
     sub = subscriber_on(db, handler)
 
     async with running(sub):
