@@ -442,6 +442,36 @@ async def test_a_blocking_writer_is_reported_only_after_blocked_warning_after_an
 
 
 @in_loop
+async def test_when_a_writer_started_is_asked_once_and_only_for_a_writer_that_lasts(monkeypatch):
+    monkeypatch.setattr(pgsubscriber.subscriber, "WRITER_START_LOOKUP_AFTER", 0.3)
+    db = FakeDatabase()
+    db.commit("courses", 2)
+    sub = subscriber_on(db, TracingHandler(db), fast_settings(blocked_warning_after=10))
+
+    async with running(sub):
+        await until(listening(sub, db), db=db)
+        # Brief writers, one after the other: each gone within a fetch or two. None is asked about.
+        for pid in range(100, 110):
+            db.writers, db.blocking_pid, db.last_drawn_id = 1, pid, 3
+            db.notify()
+            await until(lambda pid=pid: sub.status.blocked_by_pid == pid, db=db)
+            db.writers, db.blocking_pid, db.last_drawn_id = 0, None, None
+            db.notify()
+            await until(lambda: sub.status.blocked_by_pid is None, db=db)
+        assert db.count("writer_since") == 0
+
+        # One that lasts: asked once, after WRITER_START_LOOKUP_AFTER, whatever the fetches meanwhile.
+        db.writers, db.blocking_pid, db.last_drawn_id = 1, 77, 3
+        db.blocking_since = datetime(2001, 1, 1, tzinfo=UTC)
+        db.notify()
+        await until(lambda: sub.status.blocked_since == db.blocking_since, db=db)
+        for _ in range(5):
+            db.notify()
+            await asyncio.sleep(0.02)
+        assert db.count("writer_since") == 1
+
+
+@in_loop
 async def test_a_writer_open_since_long_ago_by_the_servers_clock_is_reported_at_once(caplog):
     caplog.set_level(logging.WARNING, logger=LOOP_LOGGER)
     db = FakeDatabase()
