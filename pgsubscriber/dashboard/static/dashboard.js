@@ -142,20 +142,25 @@ function drawChart(id, series) {
   const W = 600, H = 220, left = 48, right = 130, top = 10, bottom = 24;
   chart.replaceChildren();
   const now = Date.now() / 1000;
-  const t0 = now - HISTORY_SECONDS;
+  // The window grows with the history, from 1 minute to HISTORY_SECONDS.
+  let first = now;
+  for (const points of Object.values(series)) if (points.length) first = Math.min(first, points[0][0]);
+  const span = Math.min(HISTORY_SECONDS, Math.max(60, Math.ceil((now - first) / 60) * 60));
+  const t0 = now - span;
   let max = 0;
   for (const points of Object.values(series)) for (const [, v] of points) max = Math.max(max, v);
   max = niceMax(max);
-  const x = (t) => left + ((t - t0) / HISTORY_SECONDS) * (W - left - right);
+  const x = (t) => left + ((t - t0) / span) * (W - left - right);
   const y = (v) => H - bottom - (v / max) * (H - top - bottom);
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     chart.appendChild(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }));
     chart.appendChild(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v >= 100 ? v.toFixed(0) : String(+v.toFixed(2))));
   }
-  for (let m = 0; m <= HISTORY_SECONDS / 60; m += 2) {
-    const t = now - m * 60;
-    chart.appendChild(svg("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, m === 0 ? "now" : "-" + m + "m"));
+  const tick = span <= 60 ? 10 : span <= 300 ? 60 : 120;
+  for (let back = 0; back <= span; back += tick) {
+    const label = back === 0 ? "now" : "-" + (tick < 60 ? back + "s" : back / 60 + "m");
+    chart.appendChild(svg("text", { x: x(now - back), y: H - 6, "text-anchor": "middle" }, label));
   }
   chart.appendChild(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: H - bottom }));
   chart.appendChild(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
