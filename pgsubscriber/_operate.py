@@ -58,17 +58,28 @@ def add_commands(commands: Any) -> None:
     status.add_argument("--dsn", default=dsn, help=_DSN_HELP)
     status.add_argument("--json", action="store_true", help="one JSON object (one per line with --watch)")
     status.add_argument(
-        "--watch", nargs="?", type=float, const=2.0, default=None, metavar="SECONDS",
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
         help="print again every SECONDS (default 2) until Ctrl-C",
     )
     status.add_argument("--count", type=int, default=None, help="with --watch: stop after this many")
-    status.add_argument("--max-lag-events", type=int, default=None, help="bound on a subscriber's lag in events")
     status.add_argument(
-        "--max-lag-seconds", type=float, default=300.0,
+        "--max-lag-events", type=int, default=None, help="bound on a subscriber's lag in events"
+    )
+    status.add_argument(
+        "--max-lag-seconds",
+        type=float,
+        default=300.0,
         help="bound on the age of a subscriber's oldest undelivered event (default 300)",
     )
     status.add_argument(
-        "--max-held-back", type=float, default=60.0,
+        "--max-held-back",
+        type=float,
+        default=60.0,
         help="bound on how long a producer transaction may hold delivery back (default 60 s)",
     )
     status.add_argument(
@@ -101,14 +112,20 @@ def add_commands(commands: Any) -> None:
     )
     dashboard.add_argument("--dsn", default=dsn, help=_DSN_HELP)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=int(os.environ.get("PGSUBSCRIBER_DASHBOARD_PORT", "8080")),
-                           help="port (default 8080, or PGSUBSCRIBER_DASHBOARD_PORT)")
+    dashboard.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PGSUBSCRIBER_DASHBOARD_PORT", "8080")),
+        help="port (default 8080, or PGSUBSCRIBER_DASHBOARD_PORT)",
+    )
     dashboard.add_argument("--interval", type=float, default=1.0, help="seconds between updates (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.dsn:
-        print(f"pgsubscriber {args.command}: no database: set PGSUBSCRIBER_DSN or give --dsn", file=sys.stderr)
+        print(
+            f"pgsubscriber {args.command}: no database: set PGSUBSCRIBER_DSN or give --dsn", file=sys.stderr
+        )
         return 2
     try:
         if args.command == "status":
@@ -204,7 +221,9 @@ def _tail(args: argparse.Namespace) -> int:
     from pgsubscriber.settings import SubscriberSettings
     from pgsubscriber.subscriber import Subscriber
 
-    last = args.last if args.last is not None else (10 if args.from_id is None and args.since is None else None)
+    last = (
+        args.last if args.last is not None else (10 if args.from_id is None and args.since is None else None)
+    )
     with _connect(args.dsn) as conn:
         position = start_after(conn, args.topics, from_id=args.from_id, since=args.since, last=last)
     if not args.follow:

@@ -11,6 +11,7 @@ next interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -39,6 +40,9 @@ _CANNOT_RECORD = (
     psycopg.errors.InsufficientPrivilege,
     psycopg.errors.CheckViolation,
 )
+
+#: Errors after which the next interval tries again (the network, the server restarting).
+_RETRIED: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, psycopg.Error)
 
 
 def default_name(handler: object | None = None) -> str:
@@ -93,10 +97,8 @@ class Registry:
                 while not stop.is_set() and loop.time() < due:
                     if (self._status.mode, self._status.last_error) != written:
                         break
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), min(_CHANGE_CHECK, due - loop.time()))
-                    except TimeoutError:
-                        pass
         finally:
             if not self._disabled and self._registered:
                 await self.write(stopped=True)
@@ -143,7 +145,7 @@ class Registry:
             )
             await self.close()
             return
-        except (*CONNECTION_ERRORS, psycopg.Error) as exc:
+        except _RETRIED as exc:
             if not self._failing:
                 self._failing = True
                 logger.warning(

@@ -124,7 +124,9 @@ def _json_default(value: object) -> object:
 
 def connect(dsn: str) -> psycopg.Connection[Any]:
     """A connection for :func:`read_status`: read only, READ COMMITTED, nothing prepared."""
-    conn = psycopg.connect(dsn, prepare_threshold=None, application_name="pgsubscriber status", connect_timeout=5)
+    conn = psycopg.connect(
+        dsn, prepare_threshold=None, application_name="pgsubscriber status", connect_timeout=5
+    )
     conn.isolation_level = IsolationLevel.READ_COMMITTED
     conn.read_only = True
     return conn
@@ -264,7 +266,18 @@ def render_text(status: StreamStatus) -> str:
     )
     out += ["", "SUBSCRIBERS"]
     out += _table(
-        ["name", "host", "pid", "topics", "state", "position", "lag (events)", "lag (s)", "last seen", "error"],
+        [
+            "name",
+            "host",
+            "pid",
+            "topics",
+            "state",
+            "position",
+            "lag (events)",
+            "lag (s)",
+            "last seen",
+            "error",
+        ],
         [
             [
                 s.name,

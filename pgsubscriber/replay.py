@@ -38,7 +38,9 @@ def _connect(dsn: str) -> psycopg.Connection[Any]:
 def first_id_since(conn: psycopg.Connection[Any], topics: Sequence[str], since: datetime) -> int | None:
     """The smallest id of ``topics`` created at or after ``since`` (None: none yet)."""
     with conn.transaction():
-        row = conn.execute(query("replay_first_id_since"), {"since": since, "topics": list(topics)}).fetchone()
+        row = conn.execute(
+            query("replay_first_id_since"), {"since": since, "topics": list(topics)}
+        ).fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
 
@@ -116,7 +118,9 @@ def read_events(
                 time.sleep(poll_interval)  # a producer transaction holds the rest back
 
 
-def _fetch(conn: psycopg.Connection[Any], after_id: int, topics: list[str], limit: int) -> list[tuple[Any, ...]]:
+def _fetch(
+    conn: psycopg.Connection[Any], after_id: int, topics: list[str], limit: int
+) -> list[tuple[Any, ...]]:
     params = {"after_id": after_id, "topics": topics, "limit": limit, "max_bytes": _MAX_BYTES}
     with conn.transaction():
         return conn.execute(query("fetch_in_session"), params).fetchall()

@@ -33,7 +33,9 @@ class PassRecorder:
         self._failing = False
         self.total_deleted = 0
 
-    def record(self, report: PurgeReport | None, error: BaseException | None, next_pass_at: datetime | None) -> None:
+    def record(
+        self, report: PurgeReport | None, error: BaseException | None, next_pass_at: datetime | None
+    ) -> None:
         if report is not None:
             self.total_deleted += report.deleted
         params = {
@@ -66,7 +68,9 @@ class PurgerMetrics:
         self.failures = Counter("purger_pass_failures", "Purge passes that failed.", registry=self.registry)
         self.deleted = Counter("purger_events_deleted", "Events deleted.", registry=self.registry)
         self.last_pass = Gauge(
-            "purger_last_pass_timestamp_seconds", "When the last pass ended (Unix time).", registry=self.registry
+            "purger_last_pass_timestamp_seconds",
+            "When the last pass ended (Unix time).",
+            registry=self.registry,
         )
         self.last_duration = Gauge(
             "purger_last_pass_duration_seconds", "How long the last pass took.", registry=self.registry
@@ -75,7 +79,9 @@ class PurgerMetrics:
             "purger_last_pass_deleted", "Events deleted by the last pass.", registry=self.registry
         )
         self.next_pass = Gauge(
-            "purger_next_pass_timestamp_seconds", "When the next pass starts (Unix time).", registry=self.registry
+            "purger_next_pass_timestamp_seconds",
+            "When the next pass starts (Unix time).",
+            registry=self.registry,
         )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:

@@ -99,7 +99,10 @@ class Sampler:
             status = monitor.read_status(self._conn, self.thresholds)
         except Exception as exc:  # shown on the page; the next tick reconnects
             self._close()
-            return {"error": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), "at": time.time()}
+            return {
+                "error": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                "at": time.time(),
+            }
         # JSON-ready (times as ISO text): served as is by /api/status and /api/stream.
         return {"status": json.loads(status.to_json()), "point": self._point(status), "at": time.time()}
 
@@ -169,7 +172,9 @@ def create_app(dsn: str, *, interval: float = 1.0, thresholds: monitor.Threshold
                 sampler.streams -= 1
 
         return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def latest_events(request: Request) -> Response:

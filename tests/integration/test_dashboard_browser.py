@@ -99,7 +99,8 @@ def test_the_page_shows_events_lag_rising_and_falling_and_a_held_back_transactio
             wait_until(lambda: len(handler.ids) == 12)
             page.wait_for_function(
                 "(() => { const r = document.querySelector(\"tr[data-subscriber='billing']\");"
-                " return r && r.dataset.state === 'listening' && r.querySelector('td.lag-events').textContent === '0'; })()"
+                " return r && r.dataset.state === 'listening'"
+                " && r.querySelector('td.lag-events').textContent === '0'; })()"
             )
             assert page.locator(row).count() == 1  # the new record replaced the gone one
             series = f"billing@{socket.gethostname()}"
@@ -113,7 +114,9 @@ def test_the_page_shows_events_lag_rising_and_falling_and_a_held_back_transactio
                 produce(db, 2)
                 writer = page.locator(f"#writers tr[data-writer='{slow.info.backend_pid}']")
                 writer.wait_for()
-                assert "slow-importer" in writer.inner_text() and "held-back" in (writer.get_attribute("class") or "")
+                assert "slow-importer" in writer.inner_text() and "held-back" in (
+                    writer.get_attribute("class") or ""
+                )
                 page.wait_for_timeout(1500)  # a few more points on the charts
                 shot = tmp_path / "dashboard.png"
                 page.screenshot(path=str(shot), full_page=True)

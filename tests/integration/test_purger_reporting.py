@@ -43,19 +43,38 @@ def test_a_pass_is_recorded_and_shown_by_the_status(db, purger_dsn, aged_events,
     assert db.scalar("SELECT count(*) FROM events_subscribers") == 0
     text = subprocess.run(
         [sys.executable, "-m", "pgsubscriber", "status", "--dsn", db.role_dsn("events_consumer")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     assert "PURGER" in text and purger.host in text
 
 
-def test_the_service_serves_prometheus_metrics_and_its_next_pass(db, purger_dsn, aged_events, server_now, tmp_path):
+def test_the_service_serves_prometheus_metrics_and_its_next_pass(
+    db, purger_dsn, aged_events, server_now, tmp_path
+):
     aged_events("courses", [server_now - 2 * HOUR] * 2)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "purger", "--retention", "1h", "--interval", "1h", "--metrics-port", str(port)],
-        cwd=tmp_path, env=purger_env(purger_dsn), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "purger",
+            "--retention",
+            "1h",
+            "--interval",
+            "1h",
+            "--metrics-port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=purger_env(purger_dsn),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
+
         def metrics() -> str:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:

@@ -106,7 +106,9 @@ def test_status_names_a_producer_transaction_holding_delivery_back(db, readonly_
 
 
 def test_status_watch_prints_again_and_says_what_is_missing_without_a_database(db):
-    done = pgsubscriber("status", "--watch", "0.1", "--count", "2", "--json", dsn=db.role_dsn("events_consumer"))
+    done = pgsubscriber(
+        "status", "--watch", "0.1", "--count", "2", "--json", dsn=db.role_dsn("events_consumer")
+    )
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
     unreachable = "postgresql://events_consumer@127.0.0.1:1/app?connect_timeout=2"
     done = pgsubscriber("status", dsn=unreachable)
@@ -130,7 +132,9 @@ def test_read_events_reads_a_range_by_id_or_by_time(db):
 def test_read_events_waits_for_an_event_committed_late_and_yields_it_in_its_place(db):
     early = produce(db, 2)
     slow = psycopg.connect(db.role_dsn("events_producer"))
-    late = slow.execute("INSERT INTO events (topic, payload) VALUES ('courses', '{}') RETURNING id").fetchone()[0]
+    late = slow.execute(
+        "INSERT INTO events (topic, payload) VALUES ('courses', '{}') RETURNING id"
+    ).fetchone()[0]
     after = produce(db, 2)
     timer = threading.Timer(1.0, slow.commit)
     timer.start()
@@ -150,7 +154,9 @@ def test_tail_prints_json_lines_from_an_id_a_time_or_the_last_ones(db):
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["id"] for line in lines] == ids[3:]
     assert lines[0]["topic"] == "courses" and lines[0]["payload"] == {"n": 3} and lines[0]["created_at"]
-    assert len(pgsubscriber("tail", "--topics", "courses", "--since", "2h", dsn=dsn).stdout.splitlines()) == 15
+    assert (
+        len(pgsubscriber("tail", "--topics", "courses", "--since", "2h", dsn=dsn).stdout.splitlines()) == 15
+    )
     last = pgsubscriber("tail", "--topics", "courses", dsn=dsn).stdout.splitlines()
     assert [json.loads(line)["id"] for line in last] == ids[-10:]
 

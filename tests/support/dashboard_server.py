@@ -17,7 +17,9 @@ from pgsubscriber.testing.postgres import free_port
 def serving(app: Any) -> Iterator[str]:
     """Yield the base URL (``http://127.0.0.1:<port>``) while ``app`` is served."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
+    )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
