@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from pgsubscriber._queries import query
 from pgsubscriber._session import CONNECTION_ERRORS, _bounded
@@ -115,6 +116,7 @@ class Registry:
             return
         s, st = self._settings, self._status
         params = {
+            "statement_timeout_ms": int(s.heartbeat_timeout * 1000),
             "instance": self.instance,
             "name": self.name,
             "host": self.host,
@@ -131,10 +133,9 @@ class Registry:
         }
         try:
             conn = await self._connection()
-            timeout = s.heartbeat_timeout
             if not self._registered:
-                await _bounded(conn, conn.execute(query("registry_cleanup"), params), timeout, "the registry")
-            await _bounded(conn, conn.execute(query("registry_write"), params), timeout, "the registry")
+                await self._run(conn, "registry_cleanup", params)
+            await self._run(conn, "registry_write", params)
         except _CANNOT_RECORD as exc:
             self._disabled = True
             logger.warning(
@@ -161,6 +162,23 @@ class Registry:
         if self._failing:
             self._failing = False
             logger.info("the registry write works again")
+
+    async def _run(self, conn: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]) -> None:
+        """One message (simple protocol): BEGIN READ WRITE; its timeouts; the statement; COMMIT."""
+        cur = psycopg.AsyncClientCursor(conn)
+        try:
+            await _bounded(
+                conn, cur.execute(query(name), params), self._settings.heartbeat_timeout, "the registry"
+            )
+        except psycopg.Error:
+            if not conn.closed and conn.info.transaction_status in (
+                TransactionStatus.INERROR,
+                TransactionStatus.INTRANS,
+            ):
+                await conn.execute("ROLLBACK")
+            raise
+        finally:
+            await cur.close()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

@@ -60,6 +60,8 @@ class SubscriberRecord:
     topics: list[str]
     state: str
     """listening, polling, poll-only, disconnected, or gone (stopped or not seen in time)."""
+    mode: str
+    """The mode it last wrote: the state, or ``stopped`` after a clean stop."""
     position: int | None
     lag_events: int | None
     lag_seconds: float | None
@@ -178,6 +180,7 @@ def _subscriber(r: tuple[Any, ...]) -> SubscriberRecord:
         db_role=r[4],
         topics=list(r[5]),
         state="gone" if gone else r[6],
+        mode=r[6],
         position=r[7],
         lag_events=r[17],
         lag_seconds=(r[18] or 0.0) if r[17] is not None else None,
@@ -198,7 +201,8 @@ def problems(status: StreamStatus, limits: Thresholds) -> list[str]:
         who = f"subscriber {sub.name} on {sub.host} (pid {sub.pid})"
         if sub.state == "gone":
             if limits.gone_is_problem:
-                found.append(f"{who} is gone: last seen {sub.seen_ago:.0f}s ago")
+                how = "stopped" if sub.mode == "stopped" else "last seen"
+                found.append(f"{who} is gone: {how} {sub.seen_ago:.0f}s ago")
             continue
         if limits.max_lag_events is not None and (sub.lag_events or 0) > limits.max_lag_events:
             found.append(f"{who} lags {sub.lag_events} events (bound {limits.max_lag_events})")

@@ -1,7 +1,12 @@
 -- A subscriber's record of itself (pgsubscriber/_registry.py): inserted at the first write, then
 -- refreshed. db_role defaults to current_user, which the table's row level security checks, so a
--- role can only write rows of its own. One statement, no prepared plan: works through a
+-- role can only write rows of its own. Nothing prepared, no session state: works through a
 -- transaction-pooling PgBouncer.
+-- One message (simple protocol), its own transaction and timeouts whatever the role's defaults
+-- (default_transaction_read_only, statement_timeout), as fetch.sql.
+BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;
+SET LOCAL statement_timeout = %(statement_timeout_ms)s;
+SET LOCAL lock_timeout = %(statement_timeout_ms)s;
 INSERT INTO public.events_subscribers AS s
     (instance, name, host, pid, topics, mode, position, events_delivered, last_error,
      heartbeat_seconds, group_name, role, stopped_at)
@@ -16,4 +21,5 @@ SET mode = EXCLUDED.mode,
     group_name = EXCLUDED.group_name,
     role = EXCLUDED.role,
     stopped_at = EXCLUDED.stopped_at,
-    last_seen = pg_catalog.now()
+    last_seen = pg_catalog.now();
+COMMIT

@@ -124,3 +124,20 @@ def test_the_registry_can_be_turned_off(db):
         wait_until(lambda: len(handler.ids) == 3)
         assert running.subscriber.registry is None
     assert records(db) == []
+
+
+def test_the_roles_defaults_do_not_stop_the_record(db):
+    with db.connect(autocommit=True) as owner:
+        for setting, value in [
+            ("default_transaction_read_only", "on"),
+            ("statement_timeout", "1ms"),
+            ("default_transaction_isolation", "serializable"),
+            ("search_path", "nowhere"),
+        ]:
+            owner.execute(f"ALTER ROLE events_consumer IN DATABASE {db.name} SET {setting} = '{value}'")
+    handler = RecordingHandler()
+    with running_subscriber(handler, db.settings(name="sturdy", registry_interval=0.2)) as running:
+        produce(db, 3)
+        wait_until(lambda: len(handler.ids) == 3)
+        wait_until(lambda: [r["position"] for r in records(db)] == [handler.ids[-1]], message="the record")
+        assert running.subscriber.registry is not None and not running.subscriber.registry.disabled
