@@ -188,3 +188,21 @@ def test_tail_follow_is_a_subscriber_that_prints_new_events_until_interrupted(db
         if follower.poll() is None:
             follower.kill()
     assert lines == [*ids[1:], *more]
+
+
+def test_a_live_subscriber_whose_handler_fails_shows_its_lag_growing_and_its_error(db):
+    handler = RecordingHandler(fail_times=10_000)
+    with running_subscriber(handler, db.settings(name="stuck", registry_interval=0.2)):
+        produce(db, 3)
+
+        def stuck():
+            (sub,) = status_of(db, max_lag_seconds=0.5).subscribers
+            return sub if sub.lag_events == 3 and (sub.lag_seconds or 0) > 0.5 and sub.last_error else None
+
+        wait_until(stuck, message="lag 3, older than 0.5 s, with the handler's error")
+        sub = stuck()
+        assert sub.state != "gone" and "handler on_notification failed" in sub.last_error
+        status = status_of(db, max_lag_seconds=0.5)
+        assert any("stuck" in p and "lags" in p for p in status.problems)
+        produce(db, 2)
+        wait_until(lambda: status_of(db).subscribers[0].lag_events == 5, message="lag 5")
