@@ -141,3 +141,25 @@ def test_the_roles_defaults_do_not_stop_the_record(db):
         wait_until(lambda: len(handler.ids) == 3)
         wait_until(lambda: [r["position"] for r in records(db)] == [handler.ids[-1]], message="the record")
         assert running.subscriber.registry is not None and not running.subscriber.registry.disabled
+
+
+def test_the_documented_record_for_other_languages_works_as_written(db):
+    import re
+    import uuid
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = doc.split("## Showing up in `pgsubscriber status`", 1)[1].split("\n## ", 1)[0]
+    (statement,) = re.findall(r"^```sql\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    instance = uuid.uuid4()
+    text = statement.replace("$1", f"'{instance}'").replace("$2", "41").replace("$3", "41")
+    with psycopg.connect(db.role_dsn("events_consumer"), autocommit=True) as conn:
+        conn.execute(text)
+        conn.execute(text.replace("41", "42"))
+    (row,) = records(db)
+    assert (row["instance"], row["name"], row["position"], row["db_role"]) == (
+        instance,
+        "billing-node",
+        42,
+        "events_consumer",
+    )
