@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 #: How often the task looks whether the mode changed (in process, no query).
 _CHANGE_CHECK = 0.25
 
+#: A change of mode or error is written at most this often (besides the regular interval).
+_CHANGE_MIN_GAP = 1.0
+
 #: Errors that say this database cannot hold the record (schema before 0006, a role without the
 #: privilege, a name the row security refuses): told once, then no more tries in this run.
 _CANNOT_RECORD = (
@@ -94,9 +97,13 @@ class Registry:
             while not self._disabled and not stop.is_set():
                 written = (self._status.mode, self._status.last_error)
                 await self.write()
-                due = loop.time() + self._settings.registry_interval
+                wrote_at = loop.time()
+                due = wrote_at + self._settings.registry_interval
                 while not stop.is_set() and loop.time() < due:
-                    if (self._status.mode, self._status.last_error) != written:
+                    # A change is written soon, but at most once a second: under load the mode
+                    # may flip between listening and polling many times a second.
+                    changed = (self._status.mode, self._status.last_error) != written
+                    if changed and loop.time() - wrote_at >= _CHANGE_MIN_GAP:
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), min(_CHANGE_CHECK, due - loop.time()))
