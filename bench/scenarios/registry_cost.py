@@ -10,6 +10,7 @@ Latency: an autocommit publish to the handler call at a steady rate, p50 and p99
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 import time
@@ -24,6 +25,7 @@ from bench.producers import ProducerGroup, ProducerSpec
 from bench.report import Result, rate_ratio
 from bench.scenarios.latency import _collect, _paced, _percentile
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
+from pgsubscriber import Subscriber, SubscriberSettings
 from pgsubscriber.publish import publish
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,34 @@ def _latencies(ctx: Context, dsn: str, settings: dict[str, Any]) -> list[float]:
     return found
 
 
+class _Idle:
+    def on_notification(self, events: list[Any]) -> None:
+        pass
+
+    def get_latest_received_id(self) -> int:
+        return 0
+
+
+def _write_times(dsn: str, writes: int) -> list[float]:
+    """Milliseconds per registry write (one round trip on its own connection), ``writes`` times."""
+    settings = SubscriberSettings(dsn=dsn, topics=[TOPIC], name="bench-writes")
+    registry = Subscriber(_Idle(), settings).registry  # the record a subscriber writes, never run
+    assert registry is not None
+
+    async def measure() -> list[float]:
+        times = []
+        try:
+            for _ in range(writes + 1):
+                started = time.perf_counter()
+                await registry.write()
+                times.append((time.perf_counter() - started) * 1000)
+        finally:
+            await registry.close()
+        return sorted(times[1:])  # the first one connects
+
+    return asyncio.run(measure())
+
+
 def run(ctx: Context) -> list[Result]:
     p = ctx.profile
     seconds = max(5.0, p.end_to_end_seconds / 4)
@@ -83,6 +113,7 @@ def run(ctx: Context) -> list[Result]:
                 rates[label].append(_throughput(ctx, dsn, settings, seconds))
         latency_off = _latencies(ctx, dsn, OFF)
         latency_on = _latencies(ctx, dsn, ON)
+        writes = _write_times(dsn, 200)
         with psycopg.connect(dsn) as conn:
             row = conn.execute("SELECT count(*) FROM events_subscribers WHERE name = 'bench'").fetchone()
         recorded = int(row[0]) if row else 0
@@ -108,6 +139,17 @@ def run(ctx: Context) -> list[Result]:
             met=ratio is not None and ratio >= 0.95,
             note=f"registry written every 1 s; {recorded} record(s) written",
             details={"runs_off": rates["off"], "runs_on": rates["on"]},
+        ),
+        Result(
+            scenario=scenario,
+            figure="one registry write (the default: every 5 s), median of 200",
+            unit="ms",
+            baseline=None,
+            project=statistics.median(writes),
+            ratio=None,
+            target="(report)",
+            met=None,
+            note=f"p99 {_percentile(writes, 0.99):.2f} ms",
         ),
         Result(
             scenario=scenario,
