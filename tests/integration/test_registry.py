@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from pgsubscriber import read_status
+from pgsubscriber.monitor import connect
 from tests.support.handlers import RecordingHandler
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
@@ -144,10 +153,6 @@ def test_the_roles_defaults_do_not_stop_the_record(db):
 
 
 def test_the_documented_record_for_other_languages_works_as_written(db):
-    import re
-    import uuid
-    from pathlib import Path
-
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     section = doc.split("## Showing up in `pgsubscriber status`", 1)[1].split("\n## ", 1)[0]
     (statement,) = re.findall(r"^```sql\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
@@ -163,3 +168,40 @@ def test_the_documented_record_for_other_languages_works_as_written(db):
         42,
         "events_consumer",
     )
+
+
+KILLED_SUBSCRIBER = """
+import sys
+from pgsubscriber import SubscriberSettings, run_subscriber
+
+class Handler:
+    def on_notification(self, events):
+        pass
+
+    def get_latest_received_id(self):
+        return 0
+
+run_subscriber(Handler(), SubscriberSettings(dsn=sys.argv[1], topics=["courses"], name="doomed",
+                                             registry_interval=0.2))
+"""
+
+
+def test_a_killed_subscriber_shows_as_gone_once_not_seen_for_three_intervals_and_5_s(db):
+    def states() -> list[str]:
+        with connect(db.role_dsn("events_consumer")) as conn:
+            return [s.state for s in read_status(conn).subscribers]
+
+    process = subprocess.Popen([sys.executable, "-c", KILLED_SUBSCRIBER, db.role_dsn("events_consumer")])
+    try:
+        wait_until(lambda: states() == ["listening"], message="the record")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        killed_at = time.monotonic()
+        assert states() == ["listening"]  # not yet: it may only be slow
+        wait_until(lambda: states() == ["gone"], message="gone")
+        assert time.monotonic() - killed_at >= 3 * 0.2 + 5 - 1.0
+        (row,) = records(db)
+        assert row["stopped_at"] is None  # it never said it stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
