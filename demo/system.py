@@ -73,6 +73,7 @@ def banner(deployment: LocalDeployment, mongo_embedded: bool, keys: bool = True)
             "pgsubscriber demo is running:",
             f"  courses (read model)  {url}/courses",
             f"  consumer health       {url}/health   metrics: {url}/metrics",
+            f"  stream dashboard      {url}/dashboard/   (or: pgsubscriber status --watch)",
             f"  PostgreSQL            psql {deployment.admin_dsn}",
             f"  MongoDB ({mongo})  {deployment.mongo_url}  database {MONGO_DATABASE}",
             "",

@@ -23,7 +23,9 @@ from pgsubscriber.errors import (
 from pgsubscriber.events import TOPIC_PATTERN, Event, channel_for, validate_topic
 from pgsubscriber.handler import ApplicationEventHandler
 from pgsubscriber.migrate import MigrationError, migrate
+from pgsubscriber.monitor import StreamStatus, Thresholds, read_status
 from pgsubscriber.publish import NewEvent, publish, publish_many
+from pgsubscriber.replay import read_events
 from pgsubscriber.runner import run_subscriber
 from pgsubscriber.settings import SubscriberSettings
 from pgsubscriber.status import SubscriberStatus
@@ -45,13 +47,17 @@ __all__ = [
     "NewEvent",
     "PgSubscriberError",
     "SchemaMissingError",
+    "StreamStatus",
     "Subscriber",
     "SubscriberSettings",
     "SubscriberStatus",
+    "Thresholds",
     "channel_for",
     "migrate",
     "publish",
     "publish_many",
+    "read_events",
+    "read_status",
     "register_tolerant_timestamps",
     "run_subscriber",
     "validate_topic",

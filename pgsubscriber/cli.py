@@ -1,4 +1,5 @@
-"""The ``pgsubscriber`` command: ``pgsubscriber migrate`` (also ``python -m pgsubscriber migrate``)."""
+"""The ``pgsubscriber`` command (also ``python -m pgsubscriber``): ``migrate``, ``status``,
+``tail`` and ``dashboard``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 import psycopg
 
+from pgsubscriber import _operate
 from pgsubscriber.migrate import MigrationError, migrate
 
 _PASSWORD_VARIABLES = (
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate_parser.add_argument(
         "--dsn", default=os.environ.get("DATABASE_URL"), help="connection string (default: DATABASE_URL)"
     )
+    _operate.add_commands(commands)
     return parser
 
 
@@ -61,7 +64,8 @@ def _migrate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pgsubscriber`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = logging.INFO if args.command in ("migrate", "dashboard") else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "migrate":
         return _migrate(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return _operate.run(args)

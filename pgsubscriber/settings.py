@@ -111,6 +111,25 @@ class SubscriberSettings(BaseSettings):
         "that holds delivery back.",
     )
 
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="How this subscriber is named in the registry (`pgsubscriber status`, the "
+        "dashboard); default: the application's name (`python -m webconsumer`: webconsumer).",
+    )
+    registry: bool = Field(
+        default=True,
+        description="Record this subscriber in the events_subscribers table (its position, mode, "
+        "last error) every `registry_interval`, on its own short statements.",
+    )
+    registry_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between registry writes; the subscriber shows as gone once not seen "
+        "for 3 x this + 5 s.",
+    )
+
     def __init__(self, **values: Any) -> None:
         if os.environ.get(f"{ENV_PREFIX}CHANNEL") or "channel" in values:
             raise ConfigurationError(

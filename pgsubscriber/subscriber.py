@@ -16,6 +16,7 @@ import psycopg
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, stop_never
 
 from pgsubscriber._reconnect import ReconnectPolicy, backoff
+from pgsubscriber._registry import Registry, default_name
 from pgsubscriber._session import CONNECTION_ERRORS, Batch, DeliverySession, Horizon, IdleLockHolder, Session
 from pgsubscriber.errors import ConfigurationError, EventsPurgedError
 from pgsubscriber.events import Event
@@ -94,6 +95,12 @@ class Subscriber:
         self._foreign_first_seen: tuple[int, float] | None = None
         self._last_idle_holder_log = float("-inf")
         self._acknowledged_purge = 0
+        #: Its record in events_subscribers (None with ``registry=false``).
+        self.registry: Registry | None = (
+            Registry(self.settings, self.status, self.settings.name or default_name(handler))
+            if self.settings.registry
+            else None
+        )
 
     # -- public control ---------------------------------------------------------------------
 
@@ -126,6 +133,7 @@ class Subscriber:
                 self._stop_event.set()
         self.status.running = True
         policy = ReconnectPolicy(self.settings)
+        registry = self._start_registry()
         try:
             while not self.stopping:
                 try:
@@ -139,7 +147,27 @@ class Subscriber:
                     ) from exc
         finally:
             self.status.running = False
+            await self._stop_registry(registry)
             logger.info("subscriber stopped")
+
+    def _start_registry(self) -> tuple[asyncio.Task[None], asyncio.Event] | None:
+        """The registry's own task: it writes beside delivery and never holds it up."""
+        if self.registry is None:
+            return None
+        stop = asyncio.Event()
+        return asyncio.ensure_future(self.registry.run(stop)), stop
+
+    async def _stop_registry(self, registry: tuple[asyncio.Task[None], asyncio.Event] | None) -> None:
+        if registry is None:
+            return
+        task, stop = registry
+        stop.set()  # the task writes "stopped" once, bounded, then closes its connection
+        done, _ = await asyncio.wait({task}, timeout=self.settings.heartbeat_timeout + 1.0)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        elif not task.cancelled() and task.exception() is not None:
+            logger.debug("the registry task ended with an error", exc_info=task.exception())
 
     async def _connect_and_serve(self, policy: ReconnectPolicy) -> None:
         """One session: connect, serve until the connection fails, wait out the backoff."""

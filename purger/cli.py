@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="most events deleted per transaction, default 10000 (PURGER_BATCH_SIZE)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port, not with --once (PURGER_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         default=None,

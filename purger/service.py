@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 
 import psycopg
@@ -18,7 +19,8 @@ from tenacity import (
 
 from pgsubscriber.errors import ConfigurationError, PgSubscriberError
 from purger.policy import format_duration
-from purger.purge import purge_once
+from purger.purge import PurgeReport, purge_once
+from purger.record import PassRecorder, PurgerMetrics
 from purger.settings import PurgerSettings
 
 logger = logging.getLogger(__name__)
@@ -34,10 +36,16 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, psyc
 class Purger:
     """Runs purge passes with fixed settings; :meth:`stop` (from any thread) ends :meth:`run`."""
 
-    def __init__(self, settings: PurgerSettings) -> None:
+    def __init__(self, settings: PurgerSettings, *, once: bool = False) -> None:
         self.settings = settings
         self.policy = settings.policy()
+        self.once = once
         self._stop = threading.Event()
+        self.recorder = PassRecorder(settings.dsn)
+        self.metrics: PurgerMetrics | None = None
+        if settings.metrics_port is not None and not once:
+            self.metrics = PurgerMetrics()
+            self.metrics.serve(settings.metrics_port)
 
     def stop(self) -> None:
         self._stop.set()
@@ -46,8 +54,22 @@ class Purger:
         self._stop.wait(seconds)
 
     def run_once(self) -> None:
-        """One pass. Raises on failure."""
-        purge_once(self.settings.dsn, self.policy, stop=self._stop)
+        """One pass. Raises on failure. Its outcome is recorded (and counted) either way."""
+        try:
+            report = purge_once(self.settings.dsn, self.policy, stop=self._stop)
+        except Exception as exc:
+            self._after_pass(None, exc)
+            raise
+        self._after_pass(report, None)
+
+    def _after_pass(self, report: PurgeReport | None, error: BaseException | None) -> None:
+        ended = datetime.now(UTC)
+        next_pass = None if self.once else ended + self.settings.interval
+        if report is not None and report.skipped:
+            return  # another purger ran the pass: its record says what it did
+        self.recorder.record(report, error, next_pass)
+        if self.metrics is not None:
+            self.metrics.observe(report, ended, next_pass)
 
     def run(self) -> None:
         """A pass now, then one every ``interval``, until :meth:`stop`. A failed pass is retried
@@ -84,7 +106,7 @@ def _log_failed_pass(state: RetryCallState) -> None:
 
 def run(settings: PurgerSettings, *, once: bool = False) -> int:
     """Run the service in this (main) thread; return the process exit status."""
-    purger = Purger(settings)
+    purger = Purger(settings, once=once)
     logger.info(
         "purger starting: retention %s, %s, batches of %d",
         purger.policy.describe(),

@@ -72,6 +72,12 @@ class PurgerSettings(BaseSettings):
     force: bool = Field(
         default=False, description="Accept a retention shorter than the safety minimum of 1 hour."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on this port (/metrics) when running as a service.",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -12,13 +12,14 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from pgsubscriber import Subscriber, SubscriberSettings
+from pgsubscriber.dashboard import create_app as create_dashboard
 from webconsumer.metrics import metrics_registry
 from webconsumer.settings import WebConsumerSettings
 from webconsumer.store import Document, MongoEventStore
@@ -70,7 +71,8 @@ def _log_end(task: asyncio.Task[None]) -> None:
 
 
 def create_app(settings: WebConsumerSettings, subscriber_settings: SubscriberSettings) -> FastAPI:
-    """The web consumer: ``/courses``, ``/courses/{id}``, ``/health``, ``/metrics``.
+    """The web consumer: ``/courses``, ``/courses/{id}``, ``/health``, ``/metrics``, and the
+    stream's live view at ``/dashboard`` (with the subscriber's own connection string).
 
     The subscriber starts with the app's lifespan (as an asyncio task) and stops with it; MongoDB
     is not needed to start (the handler's calls fail and are retried until it answers).
@@ -151,6 +153,22 @@ def create_app(settings: WebConsumerSettings, subscriber_settings: SubscriberSet
         """Prometheus text format."""
         return Response(generate_latest(consumer(request).registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        """Links to what this service serves."""
+        links = "".join(
+            f'<li><a href="{path}">{path}</a> {what}</li>'
+            for path, what in [
+                ("/courses", "the courses received"),
+                ("/health", "the subscriber's health"),
+                ("/metrics", "Prometheus metrics"),
+                ("/dashboard/", "the stream's live view: topics, subscribers and their lag"),
+                ("/docs", "the API"),
+            ]
+        )
+        return f"<!doctype html><title>pgsubscriber web consumer</title><h1>Web consumer</h1><ul>{links}</ul>"
+
+    app.mount("/dashboard", create_dashboard(subscriber_settings.dsn))
     return app
 
 

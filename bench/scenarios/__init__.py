@@ -17,6 +17,7 @@ from bench.scenarios import (
     publish,
     purge,
     recovery,
+    registry_cost,
     topics,
 )
 
@@ -35,6 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
     "rabbitmq": peer_rabbitmq.run,
     "gap-free-cost": gap_free_cost.run,
     "topics": topics.run,
+    "registry-cost": registry_cost.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)

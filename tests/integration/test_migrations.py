@@ -126,11 +126,27 @@ def test_all_migrations_give_the_schema_the_code_expects(empty_db):
         def rows(query: str) -> list[tuple[object, ...]]:
             return conn.execute(query).fetchall()
 
-        # The one SECURITY DEFINER function left reads the catalog only, with a pinned search_path.
+        # The SECURITY DEFINER functions are on the read path, read the catalog only, with a
+        # pinned search_path.
         definers = rows(
-            "SELECT proname, proconfig FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace"
+            "SELECT proname, proconfig FROM pg_proc WHERE prosecdef "
+            "AND pronamespace = 'public'::regnamespace ORDER BY 1"
         )
-        assert definers == [("events_writer_since", ["search_path=pg_catalog, pg_temp"])]
+        pinned = ["search_path=pg_catalog, pg_temp"]
+        assert definers == [("events_writer_since", pinned), ("events_writers", pinned)]
+        # The registry: row level security, so a role writes its own rows only.
+        assert rows(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.events_subscribers'::regclass"
+        ) == [(True,)]
+        registry_columns = {
+            r[0]
+            for r in rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'events_subscribers'"
+            )
+        }
+        assert {"name", "host", "pid", "topics", "mode", "position", "db_role", "group_name", "role"} <= (
+            registry_columns
+        )
         # Registration fires whatever session_replication_role says; NOTIFY as usual.
         triggers = rows(
             "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'public.events'::regclass "

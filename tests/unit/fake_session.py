@@ -299,6 +299,7 @@ def fast_settings(**overrides: Any) -> SubscriberSettings:
         "reconnect_max_delay": 0.01,
         "handler_retry_initial_delay": 0.001,
         "handler_retry_max_delay": 0.005,
+        "registry": False,  # no database to record itself in
     }
     values.update(overrides)
     return SubscriberSettings(**values)

@@ -35,6 +35,9 @@ def test_the_wheel_holds_one_top_level_package_with_its_sql_and_command(tmp_path
     migrations = sorted(n for n in names if n.startswith("pgsubscriber/migrations/") and n.endswith(".sql"))
     assert migrations and migrations[-1].startswith(f"pgsubscriber/migrations/{SCHEMA_VERSION:04d}_")
     assert "pgsubscriber/sql/fetch.sql" in names and "pgsubscriber/py.typed" in names
+    # The dashboard's page is served from the package (no CDN, no build step).
+    for static in ["index.html", "dashboard.js", "dashboard.css"]:
+        assert f"pgsubscriber/dashboard/static/{static}" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pgsubscriber = pgsubscriber.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     # The test kit: its pytest plugin is registered, and the extra "testing" brings pytest.
