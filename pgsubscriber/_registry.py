@@ -36,7 +36,7 @@ _CHANGE_CHECK = 0.25
 #: A change of mode or error is written at most this often (besides the regular interval).
 _CHANGE_MIN_GAP = 1.0
 
-#: Errors that say this database cannot hold the record (schema before 0006, a role without the
+#: Errors that say this database cannot hold the record (schema before 0007, a role without the
 #: privilege, a name the row security refuses): told once, then no more tries in this run.
 _CANNOT_RECORD = (
     psycopg.errors.UndefinedTable,
@@ -147,7 +147,7 @@ class Registry:
             self._disabled = True
             logger.warning(
                 "this subscriber cannot record itself in events_subscribers (%s); it keeps delivering, "
-                "but `pgsubscriber status` will not list it: apply migration 0006 with `pgsubscriber "
+                "but `pgsubscriber status` will not list it: apply migration 0007 with `pgsubscriber "
                 "migrate` and connect as a member of events_consumer",
                 str(exc).splitlines()[0],
             )

@@ -146,6 +146,23 @@ def _event(row: Sequence[Any]) -> Event:
         return trusted_event(event_id, topic, {}, created_at, key, raw_payload=text)
 
 
+def batch_from_rows(rows: Sequence[Sequence[Any]]) -> Batch:
+    """The rows of one ``events_fetch`` call (fetch.sql) as a :class:`Batch`."""
+    last = rows[-1]  # the horizon row; before it the events, and maybe one row beyond them
+    horizon = Horizon(
+        safe_id=int(last[0]),
+        last_drawn_id=int(last[1]),
+        writers=int(last[2]),
+        blocking_pid=last[3],
+        foreign_pid=last[4],
+        foreign_role=last[5],
+        notify_queue_usage=float(last[6]),
+    )
+    more = len(rows) > 1 and bool(rows[-2][8])
+    events = [_event(r) for r in rows[: -2 if more else -1]]
+    return Batch(horizon, events, int(last[7]), more)
+
+
 class Session:
     """The connection(s) of one subscriber between two reconnects."""
 
@@ -240,19 +257,7 @@ class Session:
         """The delivery horizon and up to ``limit`` events after ``after_id`` below it."""
         params = {**self._fetch_params, "after_id": after_id, "limit": limit}
         rows = await _bounded(self._conn, self._fetch_rows(params), self._settings.query_timeout, "the fetch")
-        last = rows[-1]  # the horizon row; before it the events, and maybe one row beyond them
-        horizon = Horizon(
-            safe_id=int(last[0]),
-            last_drawn_id=int(last[1]),
-            writers=int(last[2]),
-            blocking_pid=last[3],
-            foreign_pid=last[4],
-            foreign_role=last[5],
-            notify_queue_usage=float(last[6]),
-        )
-        more = len(rows) > 1 and bool(rows[-2][8])
-        events = [_event(r) for r in rows[: -2 if more else -1]]
-        return Batch(horizon, events, int(last[7]), more)
+        return batch_from_rows(rows)
 
     async def writer_since(self, pid: int) -> datetime | None:
         """When the transaction of the writer ``pid`` (one that holds delivery back) started."""

@@ -20,7 +20,7 @@ from psycopg.types.string import TextLoader
 
 from pgsubscriber._decoding import register_tolerant_timestamps
 from pgsubscriber._queries import query
-from pgsubscriber._session import _event
+from pgsubscriber._session import batch_from_rows
 from pgsubscriber.events import Event, validate_topic
 
 #: Payload bytes per batch (as the subscriber's default).
@@ -98,11 +98,8 @@ def read_events(
         position = start_after(conn, wanted, from_id=from_id, since=since)
         end = to_id if to_id is not None else newest_id(conn)
         while position < end:
-            rows = _fetch(conn, position, wanted, batch_size)
-            last = rows[-1]
-            safe_id = int(last[0])
-            more = len(rows) > 1 and bool(rows[-2][9])
-            events = [_event(r) for r in rows[: -2 if more else -1]]
+            batch = batch_from_rows(_fetch(conn, position, wanted, batch_size))
+            events, more, safe_id = batch.events, batch.more, batch.horizon.safe_id
             for event in events:
                 if event.id > end:
                     return

@@ -1,4 +1,4 @@
--- `pgsubscriber status`: producer transactions in flight (events_writers(), migration 0006), and
+-- `pgsubscriber status`: producer transactions in flight (events_writers(), migration 0007), and
 -- how long each has been open. One that registered before the newest id drawn holds back the
 -- delivery of every id after its own until it ends.
 SELECT w.pid, w.registered_id, w.xact_start, w.application_name, w.role,
