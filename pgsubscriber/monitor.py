@@ -145,7 +145,16 @@ def read_status(conn: psycopg.Connection[Any], thresholds: Thresholds | None = N
                 at=horizon[5], safe_id=horizon[0], last_drawn_id=horizon[1], notify_queue_usage=horizon[4]
             )
             status.topics = [
-                TopicStatus(r[0], r[1], r[2], r[3], r[4], r[5], r[6] / 60.0, r[7])
+                TopicStatus(
+                    topic=r[0],
+                    events=r[1],
+                    oldest_id=r[2],
+                    oldest_age=r[3],
+                    newest_id=r[4],
+                    newest_age=r[5],
+                    events_per_second=r[6] / 60.0,
+                    purged_up_to_id=r[7],
+                )
                 for r in conn.execute(query("status_topics")).fetchall()
             ]
             status.subscribers = [_subscriber(r) for r in conn.execute(query("status_subscribers"))]

@@ -69,6 +69,9 @@ def test_status_shows_topics_subscribers_and_their_lag_and_exits_1_once_one_is_g
         topics = {t["topic"]: t for t in report["topics"]}
         assert topics["courses"]["events"] == 5 and topics["audit"]["events"] == 3
         assert topics["courses"]["events_per_second"] == pytest.approx(5 / 60)
+        assert (topics["courses"]["oldest_id"], topics["courses"]["newest_id"]) == (1, 5)
+        assert (topics["audit"]["oldest_id"], topics["audit"]["newest_id"]) == (6, 8)
+        assert 0 <= topics["audit"]["newest_age"] <= topics["courses"]["oldest_age"] < 600
         (sub,) = report["subscribers"]
         assert (sub["name"], sub["state"], sub["position"], sub["lag_events"]) == (
             "billing",
