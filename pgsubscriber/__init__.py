@@ -17,10 +17,12 @@ from pgsubscriber.errors import (
     InvalidEventError,
     InvalidPayloadError,
     InvalidTopicError,
+    PartitionLostError,
     PgSubscriberError,
     SchemaMissingError,
 )
 from pgsubscriber.events import TOPIC_PATTERN, Event, channel_for, validate_topic
+from pgsubscriber.group import GroupMember, HandlerFactory, partition_of
 from pgsubscriber.handler import ApplicationEventHandler
 from pgsubscriber.migrate import MigrationError, migrate
 from pgsubscriber.publish import NewEvent, publish, publish_many
@@ -38,11 +40,14 @@ __all__ = [
     "ConnectionLostError",
     "Event",
     "EventsPurgedError",
+    "GroupMember",
+    "HandlerFactory",
     "InvalidEventError",
     "InvalidPayloadError",
     "InvalidTopicError",
     "MigrationError",
     "NewEvent",
+    "PartitionLostError",
     "PgSubscriberError",
     "SchemaMissingError",
     "Subscriber",
@@ -50,6 +55,7 @@ __all__ = [
     "SubscriberStatus",
     "channel_for",
     "migrate",
+    "partition_of",
     "publish",
     "publish_many",
     "register_tolerant_timestamps",

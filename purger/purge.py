@@ -137,8 +137,7 @@ def purge_once(
                 _purge_group(conn, policy.batch_size, only_topics, excluded_topics, cutoff, report, stop)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise ConfigurationError(
-                f"{PURGER_ROLE} lacks a privilege ({exc}): run `pgsubscriber migrate` "
-                "to restore its grants"
+                f"{PURGER_ROLE} lacks a privilege ({exc}): run `pgsubscriber migrate` to restore its grants"
             ) from exc
         oldest = conn.execute("SELECT min(created_at) FROM public.events").fetchone()
         report.oldest_remaining = oldest[0] if oldest else None
