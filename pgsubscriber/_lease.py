@@ -16,6 +16,7 @@ the low 32 bits ``(partitions << 16) | slot``, slot 0 for membership and ``p + 1
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import psycopg
 
 from pgsubscriber._queries import query
-from pgsubscriber._session import _bounded, _connect
+from pgsubscriber._session import _connect
+from pgsubscriber.errors import ConnectionLostError
 from pgsubscriber.settings import SubscriberSettings
 
 
@@ -56,6 +58,7 @@ class Lease:
         self.backend_pid = conn.info.backend_pid
         self.lost = False
         """Set once a query failed: the member acts as if it owned nothing."""
+        self._pending: set[asyncio.Future[tuple[Any, ...]]] = set()
 
     @classmethod
     async def open(cls, settings: SubscriberSettings) -> Lease:
@@ -73,7 +76,7 @@ class Lease:
                 },
             )
         except BaseException:
-            await conn.close()
+            await lease.close()
             raise
         return lease
 
@@ -84,18 +87,38 @@ class Lease:
         return (self._group_id << 32) | self._objid(partition + 1)
 
     async def _run(self, name: str, params: dict[str, Any]) -> tuple[Any, ...]:
-        """One bounded round trip; any failure marks the lease lost."""
+        """One bounded round trip; any failure marks the lease lost.
+
+        A query left without an answer does not close the connection here (unlike the fetch's
+        bound): the member first stops its partitions, so that a handler call in progress ends
+        before the server can see the session go and free the partitions; :meth:`close` then
+        closes it.
+        """
+        if self.lost:
+            raise ConnectionLostError("the group lease was lost")
+        task = asyncio.ensure_future(self._execute(name, params))
         try:
-            cur = await _bounded(
-                self._conn,
-                self._conn.execute(query(name), params),
-                self._settings.heartbeat_timeout,
-                "the group lease",
+            done, _ = await asyncio.wait({task}, timeout=self._settings.heartbeat_timeout)
+        except BaseException:
+            self.lost = True
+            self._pending.add(task)
+            raise
+        if not done:
+            self.lost = True
+            self._pending.add(task)
+            raise ConnectionLostError(
+                f"the group lease got no answer within {self._settings.heartbeat_timeout:g}s: "
+                "the connection is treated as dead"
             )
-            row = await cur.fetchone()
+        try:
+            return task.result()
         except BaseException:
             self.lost = True
             raise
+
+    async def _execute(self, name: str, params: dict[str, Any]) -> tuple[Any, ...]:
+        cur = await self._conn.execute(query(name), params)
+        row = await cur.fetchone()
         assert row is not None
         return tuple(row)
 
@@ -128,3 +151,7 @@ class Lease:
     async def close(self) -> None:
         self.lost = True
         await self._conn.close()
+        for task in self._pending:
+            task.cancel()
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=1.0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -38,8 +37,11 @@ def create_call_log(dsn: str) -> None:
 class CallLogHandler:
     """One partition's handler: a batch, its position and its call record in one transaction."""
 
-    def __init__(self, dsn: str, member: str, partition: int, delay: float = 0.0) -> None:
+    def __init__(
+        self, dsn: str, member: str, partition: int, delay: float = 0.0, fence_ms: int | None = None
+    ) -> None:
         self.dsn = dsn
+        self.fence_ms = fence_ms
         self.member = member
         self.partition = partition
         self.delay = delay
@@ -49,6 +51,14 @@ class CallLogHandler:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.dsn)
+            if self.fence_ms is not None:
+                # The recipe for a store in PostgreSQL (pgsubscriber.group): the server ends this
+                # session when it stays silent, idle or in a transaction, for less than the group's
+                # lease timeout, so a member frozen before or in the middle of a call writes nothing
+                # once it thaws after a takeover.
+                for setting in ("idle_session_timeout", "idle_in_transaction_session_timeout"):
+                    self._conn.execute("SELECT set_config(%s, %s, false)", (setting, str(self.fence_ms)))
+                self._conn.commit()
         return self._conn
 
     def on_notification(self, events: list[Event]) -> None:
@@ -73,7 +83,7 @@ class CallLogHandler:
                         "INSERT INTO group_calls VALUES (%s, %s, %s, %s, %s, %s)",
                         (self.member, self.partition, events[0].id, events[-1].id, started, time.time()),
                     )
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, psycopg.InterfaceError):
                 conn.close()
                 raise
 
@@ -85,7 +95,7 @@ class CallLogHandler:
                     row = conn.execute(
                         "SELECT position FROM group_positions WHERE partition = %s", (self.partition,)
                     ).fetchone()
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, psycopg.InterfaceError):
                 conn.close()
                 raise
         return int(row[0]) if row else 0
@@ -104,6 +114,15 @@ def overlapping_calls(dsn: str) -> list[tuple[Any, ...]]:
 def received(dsn: str) -> list[int]:
     with psycopg.connect(dsn) as conn:
         return [r[0] for r in conn.execute("SELECT event_id FROM group_received ORDER BY event_id")]
+
+
+def calls_by(dsn: str, member: str, since: float = 0.0) -> list[tuple[float, float]]:
+    """(started, ended) of each call of ``member`` that started after ``since`` (time.time())."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT started, ended FROM group_calls WHERE member = %s AND started > %s ORDER BY started",
+            (member, since),
+        ).fetchall()
 
 
 def received_by_member(dsn: str) -> dict[str, int]:
@@ -144,9 +163,9 @@ def member_process_main() -> None:
     name = os.environ["GROUP_MEMBER_NAME"]
     store = os.environ["GROUP_STORE_DSN"]
     delay = float(os.environ.get("GROUP_HANDLER_DELAY", "0"))
-    sys.stdout.write(f"member {name} pid {os.getpid()}\n")
-    sys.stdout.flush()
-    run_subscriber(lambda p: CallLogHandler(store, name, p, delay), SubscriberSettings())
+    fence = os.environ.get("GROUP_STORE_FENCE_MS")
+    fence_ms = int(fence) if fence else None
+    run_subscriber(lambda p: CallLogHandler(store, name, p, delay, fence_ms), SubscriberSettings())
 
 
 if __name__ == "__main__":
