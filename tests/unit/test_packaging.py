@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from pgsubscriber.schema import SCHEMA_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +33,7 @@ def test_the_wheel_holds_one_top_level_package_with_its_sql_and_command(tmp_path
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"pgsubscriber"}
     migrations = sorted(n for n in names if n.startswith("pgsubscriber/migrations/") and n.endswith(".sql"))
-    assert migrations and migrations[-1].endswith("_safe_delivery.sql")
+    assert migrations and migrations[-1].startswith(f"pgsubscriber/migrations/{SCHEMA_VERSION:04d}_")
     assert "pgsubscriber/sql/fetch.sql" in names and "pgsubscriber/py.typed" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pgsubscriber = pgsubscriber.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
