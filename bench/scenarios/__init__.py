@@ -11,6 +11,7 @@ from bench.scenarios import (
     dead_connection,
     end_to_end,
     gap_free_cost,
+    groups,
     latency,
     peer_pgqueuer,
     peer_rabbitmq,
@@ -35,6 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
     "rabbitmq": peer_rabbitmq.run,
     "gap-free-cost": gap_free_cost.run,
     "topics": topics.run,
+    "groups": groups.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)

@@ -1,0 +1,70 @@
+"""A consumer group member in a child process, with no-op handlers that report to shared memory.
+
+Throughput runs give each member its own :class:`~bench.subscribing.Probe`; each partition's
+handler keeps its position in memory (every member starts when the database is empty of new
+events, so a partition taken over mid-run does not happen). Failover runs give every member the
+same probe: its ``latest`` is the shared position the member taking over continues from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from bench.subscribing import Probe
+from pgsubscriber import Event, GroupMember, SubscriberSettings
+
+
+class PartitionHandler:
+    """No-op handler of one partition; ``shared`` keeps the position in the probe (failover runs)."""
+
+    def __init__(self, probe: Probe, start_after_id: int, shared: bool, active_pid: Any) -> None:
+        self._probe = probe
+        self._shared = shared
+        self._active_pid = active_pid
+        self.latest = start_after_id
+
+    def on_notification(self, events: list[Event]) -> None:
+        probe = self._probe
+        self.latest = events[-1].id
+        probe.delivered.value += len(events)
+        probe.delivered_at.value = time.monotonic()
+        if self._shared or self.latest > probe.latest.value:
+            probe.latest.value = self.latest
+        if self._active_pid is not None:
+            self._active_pid.value = os.getpid()
+
+    def get_latest_received_id(self) -> int:
+        return int(self._probe.latest.value) if self._shared else self.latest
+
+
+def member_main(
+    dsn: str,
+    topics: list[str],
+    settings: dict[str, Any],
+    probe: Probe,
+    shared: bool,
+    active_pid: Any,
+    log_level: int,
+) -> None:
+    """Child entry point: one group member until ``probe.stop`` is set (or the process is killed)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [member] %(name)s %(message)s")
+    start = int(probe.latest.value)
+    member = GroupMember(
+        lambda _partition: PartitionHandler(probe, start, shared, active_pid),
+        SubscriberSettings(dsn=dsn, topics=topics, **settings),
+    )
+
+    def watch() -> None:
+        while not probe.stop.wait(0.01):
+            st = member.status
+            if st.connected and st.group_members is not None and not probe.caught_up.is_set():
+                probe.caught_up.set()
+        member.stop()
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
+    asyncio.run(member.run())
