@@ -12,8 +12,8 @@ two-int keys of writers and listeners): the high 32 bits are a 31-bit hash of th
 the low 32 bits ``(partitions << 16) | slot``, slot 0 for membership and ``p + 1`` for partition
 ``p``. Members configured with another partition count hold other keys: each sees the other in
 ``group_state`` and delivers nothing until only one count is live. Two group names whose hashes
-collide (about one pair in 2^31) would share their locks: their members would take turns with
-each other's partitions, never deliver one partition twice at once.
+collide (about one pair in 2^31) would share their locks: a partition held by a member of one
+would stall the same partition of the other (nothing is delivered twice; rename one group).
 """
 
 from __future__ import annotations
