@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1: consumer down; 2: producer stopped, database down; 3: database killed; "
         "4: consumer SIGKILLed repeatedly; 5: a random mix; 6: the active member of a group of "
         "three SIGKILLed repeatedly; 7: one of three members of a 3-partition group SIGKILLed "
-        "repeatedly; groups: 6 and 7 (local backend); all: 1-4 then 5 (repeatable; default all)",
+        "repeatedly; groups: 6 and 7; all: 1-4 then 5 (repeatable; default all)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of production per phase")
     parser.add_argument("--cycles", type=int, default=5, help="scenarios in the random mix (5)")
