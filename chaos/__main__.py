@@ -21,10 +21,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["local", "docker"], default="local")
     parser.add_argument(
         "--scenario",
-        choices=["1", "2", "3", "4", "5", "all"],
+        choices=["1", "2", "3", "4", "5", "6", "7", "all", "groups"],
         action="append",
         help="1: consumer down; 2: producer stopped, database down; 3: database killed; "
-        "4: consumer SIGKILLed repeatedly; 5: a random mix; all: 1-4 then 5 (repeatable; default all)",
+        "4: consumer SIGKILLed repeatedly; 5: a random mix; 6: the active member of a group of "
+        "three SIGKILLed repeatedly; 7: one of three members of a 3-partition group SIGKILLed "
+        "repeatedly; groups: 6 and 7; all: 1-4 then 5 (repeatable; default all)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of production per phase")
     parser.add_argument("--cycles", type=int, default=5, help="scenarios in the random mix (5)")
@@ -39,7 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def scenario_numbers(chosen: list[str] | None) -> list[int]:
     numbers: list[int] = []
     for item in chosen or ["all"]:
-        numbers.extend([1, 2, 3, 4, MIX] if item == "all" else [int(item)])
+        if item == "all":
+            numbers.extend([1, 2, 3, 4, MIX])
+        elif item == "groups":
+            numbers.extend([6, 7])
+        else:
+            numbers.append(int(item))
     return numbers
 
 

@@ -10,10 +10,14 @@ the ``.env`` file next to docker-compose.yml.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,12 +33,19 @@ PROJECT = "pgsubscriber"
 """The ``name:`` of docker-compose.yml."""
 
 ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
+COMPOSE_FILE = ENV_FILE.with_name("docker-compose.yml")
 LONG_RUNNING = ("db", "webconsumerdb", "web_consumer", "producer", "purger")
 
 #: The ports the services listen on inside their containers (docker-compose.yml publishes them).
 DB_PORT, MONGO_PORT, CONSUMER_PORT = 5432, 27017, 1337
 
 _ANY_ADDRESS = ("", "0.0.0.0", "::")
+
+
+def _replica_number(container: Any) -> int:
+    """Compose numbers the replicas of a scaled service from 1."""
+    labels = getattr(container, "labels", None) or {}
+    return int(labels.get("com.docker.compose.container-number", "0"))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -141,6 +152,8 @@ class DockerDeployment:
     def container(self, service: str) -> Any:
         labels = [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
         found = self.client.containers.list(all=True, filters={"label": labels})
+        # A scaled service (the web consumer as a group): its first replica.
+        found.sort(key=_replica_number)
         if not found:
             raise DeploymentError(
                 f"no container for service {service!r} of project {self.project!r}: "
@@ -226,3 +239,71 @@ class DockerDeployment:
     def start_db(self) -> None:
         self._start("db")
         self._wait("db", healthy=True)
+
+    # Consumer groups: the web consumer scaled with `docker compose up --scale` (the compose CLI,
+    # on this repository's compose file, with this deployment's variables); members are its
+    # replicas in container-number order.
+    def _compose(self, *args: str, extra: Mapping[str, str] | None = None) -> None:
+        command = ["docker", "compose", "-p", self.project, "-f", str(COMPOSE_FILE)]
+        command += ["--project-directory", str(COMPOSE_FILE.parent), *args]
+        env = {k: v for k, v in {**self.env, **(extra or {})}.items() if not k.startswith("COMPOSE_")}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise DeploymentError(f"`docker compose {' '.join(args)}` failed: {done.stderr.strip()[-800:]}")
+
+    def _members(self) -> list[Any]:
+        labels = [f"com.docker.compose.project={self.project}", "com.docker.compose.service=web_consumer"]
+        found = self.client.containers.list(all=True, filters={"label": labels})
+        return sorted(found, key=_replica_number)
+
+    def _scale(self, members: int, partitions: int) -> None:
+        self._compose(
+            "up", "-d", "--no-deps", "--no-build", "--scale", f"web_consumer={members}", "--wait",
+            "--wait-timeout", str(int(self.start_timeout)), "web_consumer",
+            extra={"WEB_CONSUMER_PARTITIONS": str(partitions)},
+        )  # fmt: skip
+        self._published.clear()
+
+    def start_group(self, members: int, partitions: int) -> None:
+        self._scale(members, partitions)
+        for index in range(members):
+            self.start_member(index)
+
+    def end_group(self) -> None:
+        self._scale(1, int(self.env.get("WEB_CONSUMER_PARTITIONS", "1") or "1"))
+        wait_for_http(f"{self.consumer_url}/health", self.start_timeout)
+
+    def _member_url(self, index: int) -> str:
+        container = self._members()[index]
+        container.reload()
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{CONSUMER_PORT}/tcp")
+        if not bindings:
+            raise DeploymentError(f"web consumer replica {index + 1} publishes no port ({container.status})")
+        return f"http://{self.host}:{int(bindings[0]['HostPort'])}"
+
+    def member_health(self, index: int) -> dict[str, object] | None:
+        try:
+            url = self._member_url(index)
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                body: dict[str, object] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        except (OSError, DeploymentError):
+            return None
+        return body
+
+    def kill_member(self, index: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        container = self._members()[index]
+        container.kill(signal=sig.name)
+        container.wait(timeout=30)
+
+    def start_member(self, index: int) -> None:
+        container = self._members()[index]
+        container.reload()
+        if container.status != "running":
+            container.start()
+        deadline = time.monotonic() + self.start_timeout
+        while self.member_health(index) is None:
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"web consumer replica {index + 1} does not answer HTTP")
+            time.sleep(0.5)

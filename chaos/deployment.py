@@ -62,3 +62,20 @@ class Deployment(Protocol):
 
     def start_db(self) -> None:
         """Start PostgreSQL; return when it accepts connections."""
+
+    # Consumer groups: several web consumers in one group (scenarios 6 and 7).
+    def start_group(self, members: int, partitions: int) -> None:
+        """Replace the web consumer by ``members`` members of one group of ``partitions``; return
+        when each answers HTTP."""
+
+    def end_group(self) -> None:
+        """Stop the members; run the one web consumer again, as before :meth:`start_group`."""
+
+    def member_health(self, index: int) -> dict[str, object] | None:
+        """Member ``index``'s ``/health`` body, or None when it does not answer."""
+        ...
+
+    def kill_member(self, index: int, sig: signal.Signals = signal.SIGKILL) -> None: ...
+
+    def start_member(self, index: int) -> None:
+        """Start member ``index`` again; return when it answers HTTP."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import secrets
@@ -268,6 +269,7 @@ class LocalDeployment:
         self._external_mongo_url = mongo_url
         self._fsync_off = fsync_off
         self.postgres: TemporaryPostgres | None = None
+        self._member_ports: dict[int, int] = {}  # group members (index 0 is the web consumer)
         self.mongo: EmbeddedMongo | None = None
         self.services: dict[str, ServiceProcess] = {}
         self._passwords = {role: secrets.token_urlsafe(18) for role in PASSWORD_VARIABLES}
@@ -428,6 +430,60 @@ class LocalDeployment:
 
     def start_producer(self) -> None:
         self.services["producer"].start()
+
+    # Consumer groups -------------------------------------------------------------------------
+    def _member_name(self, index: int) -> str:
+        return "web_consumer" if index == 0 else f"web_consumer_{index}"
+
+    def start_group(self, members: int, partitions: int) -> None:
+        self.end_group()
+        self.services["web_consumer"].stop()
+        self._member_ports = {0: self.http_port}
+        for index in range(members):
+            name = self._member_name(index)
+            port = self._member_ports.setdefault(index, free_port())
+            service = self._service("web_consumer")
+            service.name = name
+            service.env = {
+                **service.env,
+                "WEBCONSUMER_PORT": str(port),
+                "PGSUBSCRIBER_PARTITIONS": str(partitions),
+            }
+            if service.log is not None:
+                service.log = service.log.with_name(f"{name}.log")
+            self.services[name] = service
+            self.start_member(index)
+
+    def end_group(self) -> None:
+        for index in sorted(self._member_ports, reverse=True):
+            self.services[self._member_name(index)].stop()
+            if index:
+                del self.services[self._member_name(index)]
+        if self._member_ports:
+            self._member_ports = {}
+            self.services["web_consumer"] = self._service("web_consumer")
+            self.start_consumer()
+
+    def member_health(self, index: int) -> dict[str, object] | None:
+        url = f"http://{self.http_host}:{self._member_ports[index]}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body: dict[str, object] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        except OSError:
+            return None
+        return body
+
+    def kill_member(self, index: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        self.services[self._member_name(index)].kill(sig)
+
+    def start_member(self, index: int) -> None:
+        service = self.services[self._member_name(index)]
+        service.start()
+        wait_for_http(
+            f"http://{self.http_host}:{self._member_ports[index]}/health", self.start_timeout, alive=service
+        )
 
     def stop_db(self, mode: StopMode) -> None:
         assert self.postgres is not None

@@ -4,7 +4,14 @@
 2. the producer stops, the database is down for a while, the database starts, the producer starts;
 3. the database is killed abruptly while the producer and the consumer run;
 4. the consumer is killed with SIGKILL repeatedly, at random moments;
-5. a random mix of 1-4, for a number of cycles.
+5. a random mix of 1-4, for a number of cycles;
+6. a group of one partition, three web consumers: the active one is killed with SIGKILL repeatedly
+   (and started again, as a standby);
+7. a group of three partitions, three web consumers: one of them, drawn at random, is killed with
+   SIGKILL repeatedly (and started again).
+
+In 6 and 7 the failover time is from the kill until the group has received an event produced after
+it (a standby took over and caught up).
 
 After each scenario the producer stops, the consumer catches up, and :func:`chaos.verify.verify`
 compares what it received with PostgreSQL.
@@ -71,11 +78,22 @@ class Chaos:
             3: ("database killed abruptly while producer and consumer run", self.database_killed),
             4: ("consumer killed with SIGKILL repeatedly at random moments", self.consumer_killed),
         }
+        #: Consumer groups: not in the random mix (each replaces the web consumer for its duration).
+        self.group_scenarios: dict[int, tuple[str, Callable[[], None]]] = {
+            6: (
+                "group of one partition: the active member killed with SIGKILL repeatedly",
+                self.active_killed,
+            ),
+            7: (
+                "group of three partitions: one of three members killed with SIGKILL repeatedly",
+                self.member_killed,
+            ),
+        }
 
     # Running and checking ------------------------------------------------------------------
     def run(self, number: int) -> ScenarioResult:
-        """Run scenario ``number`` (1-4), then wait for the consumer and verify."""
-        title, body = self.scenarios[number]
+        """Run scenario ``number`` (1-4, 6, 7), then wait for the consumer and verify."""
+        title, body = {**self.scenarios, **self.group_scenarios}[number]
         result = self._result = ScenarioResult(number, title)
         started = time.monotonic()
         logger.info("scenario %d: %s", number, title)
@@ -184,6 +202,39 @@ class Chaos:
             repaired = time.monotonic()
             d.start_consumer()
             self.recovered(f"consumer SIGKILL #{n}", repaired, before)
+
+    def _group_kills(self, partitions: int, pick: Callable[[list[int]], int]) -> None:
+        d = self.deployment
+        members = 3
+        d.start_group(members, partitions)
+        try:
+            self.run_for(self.duration / 4)
+            kills = max(2, round(self.duration / 2))
+            for n in range(1, kills + 1):
+                self.run_for(self.random.uniform(0.5, max(0.5, self.duration / kills)))
+                active = [i for i in range(members) if _owns_partitions(d.member_health(i))]
+                victim = pick(active or list(range(members)))
+                before = self.produced()
+                killed = time.monotonic()
+                d.kill_member(victim, signal.SIGKILL)
+                self.recovered(f"member {victim} SIGKILL #{n} (failover)", killed, before)
+                d.start_member(victim)
+            self.run_for(self.duration / 4)
+            self.deployment.stop_producer()
+            wait_until_received(d.mongo_url, d.mongo_database, self.produced(), self.catch_up_timeout)
+        finally:
+            d.end_group()
+
+    def active_killed(self) -> None:
+        self._group_kills(1, lambda active: active[0])
+
+    def member_killed(self) -> None:
+        self._group_kills(3, self.random.choice)
+
+
+def _owns_partitions(health: dict[str, object] | None) -> bool:
+    group = health.get("group") if health else None
+    return isinstance(group, dict) and bool(group.get("partitions_owned"))
 
 
 def format_report(results: list[ScenarioResult], deployment: str) -> str:

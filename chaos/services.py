@@ -43,6 +43,8 @@ class Tuning:
     purger_retention: str = "7d"
     purger_interval: str = "15m"
     purger_topic_retention: str = ""
+    consumer_group: str = "web_consumer"
+    consumer_partitions: int = 1
 
 
 def postgres_url(user: str, password: str | None, host: str, port: int, database: str = DATABASE) -> str:
@@ -87,6 +89,8 @@ def service_environments(
             "PGSUBSCRIBER_DSN": role_url("web_consumer"),
             "PGSUBSCRIBER_TOPICS": TOPICS,
             "PGSUBSCRIBER_RECONNECT_MAX_DELAY": str(tuning.consumer_reconnect_max_delay),
+            "PGSUBSCRIBER_GROUP": tuning.consumer_group,
+            "PGSUBSCRIBER_PARTITIONS": str(tuning.consumer_partitions),
         },
         "purger": {
             "PURGER_DSN": role_url("purger"),

@@ -17,10 +17,12 @@ from pgsubscriber.errors import (
     InvalidEventError,
     InvalidPayloadError,
     InvalidTopicError,
+    PartitionLostError,
     PgSubscriberError,
     SchemaMissingError,
 )
 from pgsubscriber.events import TOPIC_PATTERN, Event, channel_for, validate_topic
+from pgsubscriber.group import GroupMember, HandlerFactory, partition_of
 from pgsubscriber.handler import ApplicationEventHandler
 from pgsubscriber.migrate import MigrationError, migrate
 from pgsubscriber.monitor import StreamStatus, Thresholds, read_status
@@ -40,11 +42,14 @@ __all__ = [
     "ConnectionLostError",
     "Event",
     "EventsPurgedError",
+    "GroupMember",
+    "HandlerFactory",
     "InvalidEventError",
     "InvalidPayloadError",
     "InvalidTopicError",
     "MigrationError",
     "NewEvent",
+    "PartitionLostError",
     "PgSubscriberError",
     "SchemaMissingError",
     "StreamStatus",
@@ -54,6 +59,7 @@ __all__ = [
     "Thresholds",
     "channel_for",
     "migrate",
+    "partition_of",
     "publish",
     "publish_many",
     "read_events",

@@ -69,3 +69,9 @@ class EventsPurgedError(PgSubscriberError):
             "on_purged='continue' (PGSUBSCRIBER_ON_PURGED=continue) to accept the loss and "
             "continue from the oldest event still stored."
         )
+
+
+class PartitionLostError(PgSubscriberError):
+    """Internal: a group member found, right before a handler call, that it no longer owns the
+    partition (its lease session ended or it handed the partition over); the batch is not
+    delivered and the member stops delivering that partition."""

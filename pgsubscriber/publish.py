@@ -47,6 +47,22 @@ ORDER BY n
 RETURNING id
 """
 
+# With partition keys (consumer groups: events of one partition key stay in one partition, in order).
+_INSERT_ONE_PARTITIONED = """
+INSERT INTO public.events (topic, payload, key, partition_key) VALUES (%s, %s::jsonb, %s, %s)
+ON CONFLICT (key) DO NOTHING
+RETURNING id
+"""
+
+_INSERT_MANY_PARTITIONED = """
+INSERT INTO public.events (topic, payload, key, partition_key)
+SELECT t, p::jsonb, k, pk
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS input(t, p, k, pk, n)
+ORDER BY n
+ON CONFLICT (key) DO NOTHING
+RETURNING id, key
+"""
+
 _IDS_BY_KEY = "SELECT key, id FROM public.events WHERE key = ANY(%s)"
 
 
@@ -56,6 +72,7 @@ class NewEvent(NamedTuple):
     topic: str
     payload: Mapping[str, Any]
     key: str | None = None
+    partition_key: str | None = None
 
 
 # A \u0000 escape in the JSON text (an odd number of backslashes before "u0000").
@@ -115,31 +132,42 @@ def _serialize(payload: object) -> str:
     return text
 
 
-def _check_key(key: object) -> str | None:
+def _check_key(key: object, what: str = "an idempotency key") -> str | None:
     if key is None:
         return None
     if not isinstance(key, str) or not 1 <= len(key) <= 512:
-        raise InvalidPayloadError(f"an idempotency key is a string of 1 to 512 characters, not {key!r}")
+        raise InvalidPayloadError(f"{what} is a string of 1 to 512 characters, not {key!r}")
     return key
 
 
 def publish(
-    conn: psycopg.Connection[Any], topic: str, payload: Mapping[str, Any], *, key: str | None = None
+    conn: psycopg.Connection[Any],
+    topic: str,
+    payload: Mapping[str, Any],
+    *,
+    key: str | None = None,
+    partition_key: str | None = None,
 ) -> int:
     """Insert one event in ``conn``'s current transaction and return its id. Never commits.
 
     With ``key``, publishing the same key again stores nothing and returns the stored event's id.
+    ``partition_key`` (e.g. a course id) puts the event in the partition of that key in consumer
+    groups, so the events of one key are delivered in order by one member at a time.
     Raises :class:`~pgsubscriber.InvalidTopicError` / :class:`~pgsubscriber.InvalidPayloadError`
     (and writes nothing) for bad input.
     """
     validate_topic(topic)
     body = _serialize(payload)
     key = _check_key(key)
-    if key is None:
+    partition_key = _check_key(partition_key, "a partition key")
+    if partition_key is not None:
+        row = conn.execute(_INSERT_ONE_PARTITIONED, (topic, body, key, partition_key)).fetchone()
+    elif key is None:
         row = conn.execute(_INSERT_ONE, (topic, body)).fetchone()
         assert row is not None
         return int(row[0])
-    row = conn.execute(_INSERT_ONE_KEYED, (topic, body, key)).fetchone()
+    else:
+        row = conn.execute(_INSERT_ONE_KEYED, (topic, body, key)).fetchone()
     if row is not None:
         return int(row[0])
     found = conn.execute(_IDS_BY_KEY, ([key],)).fetchone()
@@ -159,6 +187,7 @@ def publish_many(conn: psycopg.Connection[Any], events: Iterable[NewEvent | tupl
     topics: list[str] = []
     bodies: list[str] = []
     keys: list[str | None] = []
+    partition_keys: list[str | None] = []
     for item in events:
         event = item if isinstance(item, NewEvent) else NewEvent(*item)
         if not isinstance(event.topic, str):
@@ -166,11 +195,16 @@ def publish_many(conn: psycopg.Connection[Any], events: Iterable[NewEvent | tupl
         topics.append(validate_topic(event.topic))
         bodies.append(_serialize(event.payload))
         keys.append(_check_key(event.key))
+        partition_keys.append(_check_key(event.partition_key, "a partition key"))
     if not topics:
         return []
-    if all(key is None for key in keys):
+    partitioned = any(pk is not None for pk in partition_keys)
+    if not partitioned and all(key is None for key in keys):
         return sorted(int(row[0]) for row in conn.execute(_INSERT_MANY_UNKEYED, (topics, bodies)))
-    rows = conn.execute(_INSERT_MANY, (topics, bodies, keys)).fetchall()
+    if partitioned:
+        rows = conn.execute(_INSERT_MANY_PARTITIONED, (topics, bodies, keys, partition_keys)).fetchall()
+    else:
+        rows = conn.execute(_INSERT_MANY, (topics, bodies, keys)).fetchall()
     by_key = {key: int(id_) for id_, key in rows if key is not None}
     keyless = sorted(int(id_) for id_, key in rows if key is None)
     missing = [k for k in keys if k is not None and k not in by_key]

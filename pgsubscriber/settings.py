@@ -129,6 +129,32 @@ class SubscriberSettings(BaseSettings):
         description="Seconds between registry writes; the subscriber shows as gone once not seen "
         "for 3 x this + 5 s.",
     )
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Consumer group name: subscribers of one group share the work (one active member, "
+        "the others stand by; or `partitions` shared among the members). None: an independent subscriber.",
+    )
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Partitions of the group (by each event's partition_key, or id without one); "
+        "each is delivered by one live member at a time. Every member of a group must give the same.",
+    )
+    group_lease_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="A group member whose lease session stays silent this long (frozen process, "
+        "cut network) is ended by the server, which hands its partitions to the others.",
+    )
+    group_check_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a group member checks the group (its lease heartbeat) and takes "
+        "partitions left free (a dead member's, or its share when members leave).",
+    )
 
     def __init__(self, **values: Any) -> None:
         if os.environ.get(f"{ENV_PREFIX}CHANNEL") or "channel" in values:
@@ -163,6 +189,16 @@ class SubscriberSettings(BaseSettings):
             raise ValueError("writer_poll_max must be >= writer_poll_min")
         if self.reconnect_max_delay < self.reconnect_initial_delay:
             raise ValueError("reconnect_max_delay must be >= reconnect_initial_delay")
+        if self.partitions > 1 and self.group is None:
+            raise ValueError("partitions needs a group: set group as well")
+        if (
+            self.group is not None
+            and self.group_lease_timeout < 2 * self.group_check_interval + self.heartbeat_timeout
+        ):
+            raise ValueError(
+                "group_lease_timeout must be >= 2 * group_check_interval + heartbeat_timeout, so that "
+                "a live member's checks keep its lease"
+            )
         return self
 
     @property

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-Mode = Literal["disconnected", "listening", "polling", "poll-only"]
+Mode = Literal["disconnected", "listening", "polling", "poll-only", "standby"]
+Role = Literal["active", "standby"]
 
 
 @dataclass
@@ -24,7 +25,8 @@ class SubscriberStatus:
     connected: bool = False
     mode: Mode = "disconnected"
     """listening: waits for NOTIFY; polling: re-fetches on its own (writers in flight, a slow
-    handler, a full notification queue); poll-only: configured never to LISTEN."""
+    handler, a full notification queue); poll-only: configured never to LISTEN; standby: a group member
+    that owns no partition (connected, delivering nothing, ready to take over)."""
     reconnects: int = 0
     last_error: str | None = None
     position: int | None = None
@@ -48,6 +50,18 @@ class SubscriberStatus:
     """Fraction of the server's NOTIFY queue in use at the last fetch."""
     caught_up_at: datetime | None = None
     purged_ranges: list[tuple[int, int]] = field(default_factory=list)
+    group: str | None = None
+    """The consumer group of this member (None: an independent subscriber)."""
+    role: Role | None = None
+    """In a group: active while it owns at least one partition, standby otherwise."""
+    partitions_owned: list[int] = field(default_factory=list)
+    """In a group: the partitions this member delivers now (of ``partitions``)."""
+    partitions: int | None = None
+    """In a group: how many partitions the group has."""
+    group_members: int | None = None
+    """In a group: live members at the last check (this one included)."""
+    takeovers: int = 0
+    """In a group: partitions this member took over (at start, after a member died or left)."""
 
     @property
     def lag(self) -> int | None:

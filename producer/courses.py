@@ -52,7 +52,7 @@ class CoursesScenario:
                 "course_id": course_id,
                 "student": f"student-{self._random.randrange(10_000)}",
             }
-            return NewEvent(ENROLLMENTS_TOPIC, payload, key)
+            return NewEvent(ENROLLMENTS_TOPIC, payload, key, course_id)
         action = self._random.random()
         if not self._courses or action < 0.45 or len(self._courses) < 3:
             course_id = f"{self.producer_id}-{self._sequence}"
@@ -68,4 +68,5 @@ class CoursesScenario:
             course_id = self._random.choice(list(self._courses))
             del self._courses[course_id]
             payload = {"type": "course.deleted", "course_id": course_id}
-        return NewEvent(COURSES_TOPIC, payload, key)
+        # The course is the partition key: a consumer group delivers each course's events in order.
+        return NewEvent(COURSES_TOPIC, payload, key, course_id)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from pgsubscriber import Subscriber, SubscriberSettings
+from pgsubscriber import GroupMember, Subscriber, SubscriberSettings
 from pgsubscriber.dashboard import create_app as create_dashboard
 from webconsumer.metrics import metrics_registry
 from webconsumer.settings import WebConsumerSettings
@@ -48,7 +48,7 @@ class Consumer:
     """What the app holds while it runs."""
 
     store: MongoEventStore
-    subscriber: Subscriber
+    subscriber: Subscriber | GroupMember
     task: asyncio.Task[None]
     mongo: MongoClient[Document]
     health_mongo: MongoClient[Document]
@@ -83,15 +83,29 @@ def create_app(settings: WebConsumerSettings, subscriber_settings: SubscriberSet
         mongo = _mongo_client(settings.mongo_url, int(settings.mongo_timeout * 1000))
         health_mongo = _mongo_client(settings.mongo_url, HEALTH_PING_TIMEOUT_MS)
         store = MongoEventStore(mongo[settings.mongo_database])
-        subscriber = Subscriber(store, subscriber_settings)
+        subscriber: Subscriber | GroupMember
+        if subscriber_settings.group is None:
+            subscriber = Subscriber(store, subscriber_settings)
+        elif subscriber_settings.partitions == 1:
+            subscriber = GroupMember(store, subscriber_settings)  # active or standby
+        else:
+            partitions = subscriber_settings.partitions
+
+            def partition_store(partition: int) -> MongoEventStore:
+                return MongoEventStore(mongo[settings.mongo_database], partition, partitions, store.health)
+
+            subscriber = GroupMember(partition_store, subscriber_settings)
         task = asyncio.create_task(subscriber.run(), name="pgsubscriber")
         task.add_done_callback(_log_end)
         registry = metrics_registry(lambda: subscriber.status)
         app.state.consumer = Consumer(store, subscriber, task, mongo, health_mongo, registry)
         logger.info(
-            "web consumer started: topics %s, MongoDB database %r",
+            "web consumer started: topics %s, MongoDB database %r, %s",
             subscriber_settings.topics,
             settings.mongo_database,
+            f"group {subscriber_settings.group!r} of {subscriber_settings.partitions} partition(s)"
+            if subscriber_settings.group
+            else "no group",
         )
         try:
             yield
@@ -209,6 +223,16 @@ def health_report(c: Consumer) -> dict[str, Any]:
             "blocked_by_pid": st.blocked_by_pid,
             "notify_queue_usage": st.notify_queue_usage,
             "caught_up_at": st.caught_up_at.isoformat() if st.caught_up_at else None,
+        },
+        "group": None
+        if st.group is None
+        else {
+            "name": st.group,
+            "role": st.role,
+            "partitions_owned": st.partitions_owned,
+            "partitions": st.partitions,
+            "members": st.group_members,
+            "takeovers": st.takeovers,
         },
         "mongo": {"reachable": mongo_error is None, "error": mongo_error},
         "handler": {

@@ -151,19 +151,33 @@ class MongoEventStore:
     """An :class:`~pgsubscriber.ApplicationEventHandler` that keeps events and courses in MongoDB.
 
     Its methods are plain ``def`` (pymongo is blocking): the subscriber runs them in a thread. One
-    consumer process per database: two writers would race on the same documents.
+    writer per database, or per partition: run several web consumers as a consumer group.
+
+    With ``partition`` (a group of ``partitions`` > 1) it is the handler of that partition: each
+    received event also records its partition, the position is the greatest ``event_id`` of the
+    partition, and ids already stored (under another partition count) are skipped. Courses need no
+    change: a course's events share its partition key, so one partition writes each course.
     """
 
-    def __init__(self, database: Database[Document], crash_point: Callable[[str], None] = _no_crash) -> None:
+    def __init__(
+        self,
+        database: Database[Document],
+        partition: int | None = None,
+        partitions: int | None = None,
+        health: HandlerHealth | None = None,
+        crash_point: Callable[[str], None] = _no_crash,
+    ) -> None:
         self.database = database
+        self.partition = partition
+        self.partitions = partitions
         self.crash_point = crash_point
         self.received: Collection[Document] = database.get_collection(
             RECEIVED_EVENTS, codec_options=_CODEC_OPTIONS
         )
         self.courses: Collection[Document] = database.get_collection(COURSES, codec_options=_CODEC_OPTIONS)
-        self.health = HandlerHealth()
+        self.health = health if health is not None else HandlerHealth()
         self._indexes_ready = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # shared health: the lock guards only this store's writes to it
 
     # -- ApplicationEventHandler ------------------------------------------------------------
 
@@ -191,6 +205,11 @@ class MongoEventStore:
         self.received.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
         # For GET /courses: live courses in course_id order (nx-27017 cannot index "_id" in a compound).
         self.courses.create_index([("deleted", ASCENDING), ("course_id", ASCENDING)], name="live_courses")
+        if self.partition is not None:
+            self.received.create_index(
+                [("partitions", ASCENDING), ("partition", ASCENDING), ("event_id", ASCENDING)],
+                name="partition_position",
+            )
         self._indexes_ready = True
 
     def apply_to_read_model(self, events: list[Event]) -> None:
@@ -231,8 +250,16 @@ class MongoEventStore:
         latest = self._latest_received_id()
         now = datetime.now(UTC)
         documents = []
+        stored: set[int] = set()
+        if self.partition is not None:
+            stored = {
+                int(doc["event_id"])
+                for doc in self.received.find(
+                    {"event_id": {"$in": [e.id for e in events if e.id > latest]}}, {"event_id": 1, "_id": 0}
+                )
+            }
         for event in events:
-            if event.id <= latest:
+            if event.id <= latest or event.id in stored:
                 continue
             payload, unstorable = storable_payload(event)
             document = {
@@ -243,6 +270,9 @@ class MongoEventStore:
                 "created_at": event.created_at,
                 "received_at": now,
             }
+            if self.partition is not None:
+                document["partition"] = self.partition
+                document["partitions"] = self.partitions
             if unstorable:
                 logger.warning("event %d: payload not stored: %s", event.id, unstorable)
                 document["payload_not_stored"] = unstorable
@@ -251,7 +281,10 @@ class MongoEventStore:
             self.received.insert_many(documents, ordered=True)
 
     def _latest_received_id(self) -> int:
-        newest = self.received.find_one({}, {"event_id": 1, "_id": 0}, sort=[("event_id", DESCENDING)])
+        where: Document = {}
+        if self.partition is not None:
+            where = {"partitions": self.partitions, "partition": self.partition}
+        newest = self.received.find_one(where, {"event_id": 1, "_id": 0}, sort=[("event_id", DESCENDING)])
         return int(newest["event_id"]) if newest else 0
 
     # -- health -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from bench.scenarios import (
     dead_connection,
     end_to_end,
     gap_free_cost,
+    groups,
     latency,
     peer_pgqueuer,
     peer_rabbitmq,
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "gap-free-cost": gap_free_cost.run,
     "topics": topics.run,
     "registry-cost": registry_cost.run,
+    "groups": groups.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)

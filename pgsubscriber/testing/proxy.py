@@ -16,6 +16,7 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.blackholed = False
+        self.hide_closes = False
         self.closed = False
 
     def close(self) -> None:
@@ -32,6 +33,8 @@ class FaultyProxy:
 
     * :meth:`blackhole` - the connections open now stop forwarding in both directions; bytes are
       read and dropped, so peers see neither an error nor a close. New connections work.
+    * :meth:`partition` - blackhole every open and new connection, and pass no close on (a real
+      network partition); :meth:`heal` ends it for new connections.
     * :meth:`cut` - close every open connection at once.
     """
 
@@ -41,6 +44,7 @@ class FaultyProxy:
         self._links: list[_Link] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._partitioned = False
         self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
         self._listener.settimeout(0.2)
         self._acceptor = threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True)
@@ -64,6 +68,7 @@ class FaultyProxy:
                 continue
             link = _Link(client, upstream)
             with self._lock:
+                link.hide_closes = link.blackholed = self._partitioned
                 self._links.append(link)
             threading.Thread(target=self._pump, args=(link,), name="proxy-pump", daemon=True).start()
 
@@ -75,6 +80,9 @@ class FaultyProxy:
                 for sock in readable:
                     data = sock.recv(65536)
                     if not data:
+                        if link.blackholed and link.hide_closes and len(peers) > 1:
+                            del peers[sock]  # the other end stays open, and learns nothing
+                            continue
                         link.close()
                         return
                     if not link.blackholed:
@@ -89,6 +97,22 @@ class FaultyProxy:
             for link in live:
                 link.blackholed = True
             return len(live)
+
+    def partition(self) -> int:
+        """A network partition: every open connection and every new one is blackholed, and an end
+        that closes its socket is not closed on the other side either (neither end learns
+        anything). Returns how many connections were open. :meth:`heal` ends it for new ones."""
+        with self._lock:
+            self._partitioned = True
+            live = [link for link in self._links if not link.closed]
+            for link in live:
+                link.hide_closes = link.blackholed = True
+            return len(live)
+
+    def heal(self) -> None:
+        """New connections are forwarded again (those open during the partition stay silent)."""
+        with self._lock:
+            self._partitioned = False
 
     def cut(self) -> int:
         """Close every open connection; return how many."""

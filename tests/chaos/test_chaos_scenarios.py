@@ -1,4 +1,4 @@
-"""The chaos scenarios 1-4 on the local deployment (the compose services as processes), scaled down.
+"""The chaos scenarios 1-4, 6 and 7 on the local deployment (the compose services as processes), scaled down.
 
 Each runs real faults (SIGTERM and SIGKILL of ``python -m webconsumer``, ``pg_ctl stop -m fast`` and
 ``-m immediate``) while ``python -m producer`` publishes, then checks that every "courses" event in
@@ -57,6 +57,19 @@ def test_scenario_receives_every_event_exactly_once(system, number):
         assert system.pids()["web_consumer"] != before["web_consumer"], "the consumer was not restarted"
     if number in (2, 3):
         assert system.pids()["postgres"] != before["postgres"], "the database was not restarted"
+
+
+@pytest.mark.parametrize("number", [6, 7])
+def test_group_scenario_receives_every_event_exactly_once(system, number):
+    """Three web consumers in a group (one partition, or three): members SIGKILLed repeatedly."""
+    result = Chaos(system, duration=DURATION, seed=number, catch_up_timeout=60).run(number)
+    report = format_report([result], system.name)
+    print(report)
+    assert result.ok, report
+    assert result.verification is not None and result.verification.produced > 0, report
+    failovers = [r for r in result.recoveries if "failover" in r.fault]
+    assert len(failovers) >= 2 and all(r.seconds < 30 for r in failovers), report
+    assert set(system.pids()) >= {"web_consumer"} and "web_consumer_1" not in system.pids()
 
 
 def test_the_verification_reports_a_lost_event(tmp_path):

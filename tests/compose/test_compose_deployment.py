@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -131,6 +132,25 @@ class ComposeProject:
             return f"(no logs: {exc})"
 
 
+def free_port_range(size: int) -> str:
+    """``first-last``: ``size`` consecutive ports free now."""
+    for _ in range(50):
+        first = free_port()
+        probes = []
+        try:
+            for port in range(first, first + size):
+                sock = socket.socket()
+                probes.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in probes:
+                sock.close()
+        return f"{first}-{first + size - 1}"
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
 @contextmanager
 def compose_project(tmp_path: Path) -> Iterator[ComposeProject]:
     """The whole system on free host ports with fresh passwords; removed with its volumes at exit."""
@@ -138,8 +158,9 @@ def compose_project(tmp_path: Path) -> Iterator[ComposeProject]:
     for name in variables:
         if name.endswith("_PASSWORD"):
             variables[name] = secrets.token_urlsafe(12)  # letters, digits, '-' and '_'
-    for name in ("PGSUBSCRIBER_DB_PORT", "PGSUBSCRIBER_WEB_PORT", "PGSUBSCRIBER_MONGO_PORT"):
+    for name in ("PGSUBSCRIBER_DB_PORT", "PGSUBSCRIBER_MONGO_PORT"):
         variables[name] = str(free_port())
+    variables["PGSUBSCRIBER_WEB_PORT"] = free_port_range(2)  # a range: the group is scaled to two
     variables["PGSUBSCRIBER_PGADMIN_PORT"] = str(free_port())
     variables["PRODUCER_RATE"] = "20"
     env_file = tmp_path / "compose.env"
@@ -219,7 +240,7 @@ def test_the_compose_deployment_receives_every_event_exactly_once_through_stops_
                 ("web_consumer", CONSUMER_PORT, "PGSUBSCRIBER_WEB_PORT"),
             ]:
                 published = project.port(service, container_port)
-                assert published == int(project.variables[variable]), service
+                assert published == int(project.variables[variable].split("-")[0]), service
                 assert deployment.published(service, container_port)[1] == published, service
 
             # The web consumer answers over HTTP and fills its read model from the producer's events.
@@ -245,6 +266,26 @@ def test_the_compose_deployment_receives_every_event_exactly_once_through_stops_
             assert final.ok, final.problems()
             assert final.produced == final.received > 0
             assert final.produced > results[0].verification.produced, "scenario 2 produced nothing"
+
+            # Scaled, the web consumers form a consumer group: one active, one standby, each on
+            # its own host port of the range.
+            project("up", "-d", "--no-recreate", "--scale", "web_consumer=2", "--wait",
+                    "--wait-timeout", str(int(HEALTH_TIMEOUT)), timeout=BUILD_TIMEOUT)  # fmt: skip
+            first, last = (int(p) for p in project.variables["PGSUBSCRIBER_WEB_PORT"].split("-"))
+            ports = {int(project("port", "--index", str(i), "web_consumer", str(CONSUMER_PORT))
+                         .strip().rsplit(":", 1)[1]) for i in (1, 2)}  # fmt: skip
+            assert ports == {first, last}, ports
+
+            def groups() -> list[dict[str, Any]]:
+                return [get_json(f"http://127.0.0.1:{port}/health")["group"] for port in sorted(ports)]
+
+            deadline = time.monotonic() + HEALTH_TIMEOUT
+            while sorted(g["role"] for g in groups()) != ["active", "standby"] or any(
+                g["members"] != 2 for g in groups()
+            ):
+                assert time.monotonic() < deadline, groups()
+                time.sleep(0.5)
+            assert all(g["name"] == "web_consumer" for g in groups()), groups()
         except BaseException:
             print(project.logs())
             raise

@@ -197,7 +197,12 @@ def test_foreign_holders_of_the_lock_keys_neither_stop_nor_hang_delivery(db, cap
             ):
                 ids = [insert(producer, n) for n in range(10)]
                 wait_until(lambda: handler.ids == ids, timeout=15, message="every event")
-                assert sub.subscriber.status.foreign_lock_pid == bystander.info.backend_pid
+                # Reported once the subscriber, done delivering, tries to go idle and finds it taken.
+                wait_until(
+                    lambda: sub.subscriber.status.foreign_lock_pid == bystander.info.backend_pid,
+                    timeout=15,
+                    message="the foreign holder reported",
+                )
             messages = " ".join(r.getMessage() for r in caplog.records)
             assert f"backend pid {bystander.info.backend_pid}" in messages
             assert "role bystander" in messages

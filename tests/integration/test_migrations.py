@@ -64,7 +64,7 @@ def test_pgsubscriber_migrate_works_from_any_directory(empty_db, tmp_path, comma
         [*argv, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert "0005_safe_delivery.sql" in done.stderr
+    assert available_migrations()[-1].name in done.stderr
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass('public.events') IS NOT NULL").fetchone() == (True,)
 
@@ -158,12 +158,14 @@ def test_all_migrations_give_the_schema_the_code_expects(empty_db):
             "SELECT column_name FROM information_schema.column_privileges WHERE table_name = 'events' "
             "AND grantee = 'events_producer' AND privilege_type = 'INSERT' ORDER BY 1"
         )
-        assert [r[0] for r in insertable] == ["key", "payload", "topic"]
+        assert [r[0] for r in insertable] == ["key", "partition_key", "payload", "topic"]
         # The library's queries name these functions with these arguments.
         for signature in [
             "public.events_fetch(bigint, text[], integer, bigint)",
             "public.events_delivery_horizon()",
             "public.events_channel(text)",
+            "public.events_partition(text, bigint, integer)",
+            "public.events_fetch_partition(bigint, text[], integer, bigint, integer, integer)",
         ]:
             assert rows(f"SELECT to_regprocedure('{signature}') IS NOT NULL") == [(True,)], signature
         assert rows("SELECT events_channel('courses')") == [(channel_for("courses"),)]
@@ -172,3 +174,8 @@ def test_all_migrations_give_the_schema_the_code_expects(empty_db):
         # The horizon exists once: events_fetch calls it and reads no lock itself.
         fetch_body = rows("SELECT prosrc FROM pg_proc WHERE proname = 'events_fetch'")[0][0]
         assert "events_delivery_horizon()" in str(fetch_body) and "pg_locks" not in str(fetch_body)
+        # A partition's fetch reads the same horizon (consumer groups).
+        partition_body = rows("SELECT prosrc FROM pg_proc WHERE proname = 'events_fetch_partition'")[0][0]
+        assert "events_delivery_horizon()" in str(partition_body)
+        # Events without a partition key are spread by id; with one, by its hash (partition_of).
+        assert rows("SELECT events_partition(NULL, 7, 3), events_partition('a', 7, 1)") == [(1, 0)]

@@ -11,7 +11,13 @@ from pymongo.errors import DuplicateKeyError
 from pgsubscriber import Event, SubscriberSettings
 from pgsubscriber.publish import NewEvent, publish_many
 from pgsubscriber.testing import HandlerCheckError, HandlerRun, check_handler
-from tests.support.courses_stream import course_rows, received_ids, replay_courses, stored_courses
+from tests.support.courses_stream import (
+    StreamPublisher,
+    course_rows,
+    received_ids,
+    replay_courses,
+    stored_courses,
+)
 from tests.support.waiting import wait_until
 from webconsumer import MongoEventStore, WebConsumerSettings, create_app, subscriber_settings
 from webconsumer.embedded_mongo import EmbeddedMongo, free_port
@@ -293,3 +299,45 @@ def test_odd_payloads_are_recorded_and_the_consumer_goes_on(db, mongo):
     assert stored[first]["payload"]["price"] == "0.1000000000000000000001"  # exact, as text
     assert stored[second]["payload"] is None and "OverflowError" in stored[second]["payload_not_stored"]
     assert stored[third]["payload"] is None and "deeper" in stored[third]["payload_not_stored"]
+
+
+def test_three_web_consumers_share_three_partitions_and_the_read_model_equals_a_replay(db, mongo):
+    """A consumer group of web consumers: each course in one partition, one member leaves midway."""
+    settings = db.settings(group="web", partitions=3, group_check_interval=0.2, group_lease_timeout=3.0)
+    apps = [create_app(web_settings(mongo.url, mongo.name), settings) for _ in range(3)]
+    publisher = StreamPublisher(db.role_dsn("events_producer"), 600)
+    with TestClient(apps[0]) as first, TestClient(apps[1]) as second, mongo.client() as client:
+        with TestClient(apps[2]) as third:
+            wait_until(
+                lambda: (
+                    [
+                        len(h.get("/health").json()["group"]["partitions_owned"])
+                        for h in (first, second, third)
+                    ]
+                    == [1, 1, 1]
+                ),
+                timeout=20,
+                message="one partition each",
+            )
+            body = third.get("/health").json()
+            assert body["group"]["role"] == "active" and body["group"]["members"] == 3, body
+            publisher.start()
+            wait_until(lambda: len(received_ids(client[mongo.name])) >= 100, timeout=30, message="100 events")
+        # The third member left: its partition moves to one of the others.
+        wait_until(
+            lambda: (
+                sorted(
+                    p for h in (first, second) for p in h.get("/health").json()["group"]["partitions_owned"]
+                )
+                == [0, 1, 2]
+            ),
+            timeout=20,
+            message="its partition taken over",
+        )
+        publisher.finish()
+        with db.connect() as conn:
+            rows = course_rows(conn)
+        database = client[mongo.name]
+        wait_until(lambda: len(received_ids(database)) == len(rows), timeout=60, message="every course event")
+        assert received_ids(database) == [row[0] for row in rows]
+        assert stored_courses(database) == replay_courses(rows)

@@ -108,7 +108,7 @@ def test_each_python_service_runs_its_own_entry_point_from_the_one_image(service
 #: Service -> (host port variable, its default: the proof of concept's port, the container port).
 PUBLISHED = {
     "db": ("PGSUBSCRIBER_DB_PORT", 5432, 5432),
-    "web_consumer": ("PGSUBSCRIBER_WEB_PORT", 1337, 1337),
+    "web_consumer": ("PGSUBSCRIBER_WEB_PORT", "1337-1339", 1337),  # a range: one port per replica
     "webconsumerdb": ("PGSUBSCRIBER_MONGO_PORT", 27017, 27017),
     "pgadmin": ("PGSUBSCRIBER_PGADMIN_PORT", 5050, 80),
 }
@@ -267,7 +267,7 @@ def test_docker_compose_accepts_the_file_and_the_port_variables(tmp_path):
         return [p["published"] for p in config["services"][service]["ports"]]
 
     assert host_ports("db") == ["15432"]
-    assert host_ports("web_consumer") == ["1337"]
+    assert host_ports("web_consumer") == ["1337-1339"]
     assert host_ports("webconsumerdb") == ["27017"]
     assert host_ports("pgadmin") == ["5050"]
     assert {s.get("image") for name, s in config["services"].items() if name in PYTHON_SERVICES} == {
