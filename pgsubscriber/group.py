@@ -63,6 +63,7 @@ from typing import Any
 from pgsubscriber._lease import Lease
 from pgsubscriber._partitions import PartitionSession, partition_of
 from pgsubscriber._reconnect import ReconnectPolicy
+from pgsubscriber._registry import default_name
 from pgsubscriber._session import CONNECTION_ERRORS
 from pgsubscriber.errors import ConfigurationError, PartitionLostError
 from pgsubscriber.events import Event
@@ -352,6 +353,11 @@ class GroupMember:
         fenced = _FencedHandler(self, partition, self._handlers[partition])
         subscriber = Subscriber(fenced, s)
         fenced.subscriber = subscriber
+        if subscriber.registry is not None:  # its record names the application, the group, the partition
+            subscriber.registry.name = s.name or default_name(self._handlers[partition])
+            subscriber.registry.group_name = s.group
+            role = "active" if s.partitions == 1 else f"partition {partition}/{s.partitions}"
+            subscriber.registry.role = role
         if s.partitions > 1:
             partitions = s.partitions
 

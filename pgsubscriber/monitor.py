@@ -233,6 +233,13 @@ def problems(status: StreamStatus, limits: Thresholds) -> list[str]:
 # -- text ---------------------------------------------------------------------------------------
 
 
+def _group(group_name: str | None, role: str | None) -> str:
+    """A consumer group member as ``group (role)``, e.g. ``web_consumer (partition 2/4)``."""
+    if group_name is None:
+        return "-"
+    return f"{group_name} ({role})" if role else group_name
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -281,6 +288,7 @@ def render_text(status: StreamStatus) -> str:
     out += _table(
         [
             "name",
+            "group",
             "host",
             "pid",
             "topics",
@@ -294,6 +302,7 @@ def render_text(status: StreamStatus) -> str:
         [
             [
                 s.name,
+                _group(s.group_name, s.role),
                 s.host,
                 str(s.pid),
                 ",".join(s.topics),

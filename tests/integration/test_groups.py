@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from pgsubscriber import NewEvent, partition_of, publish, publish_many
+from pgsubscriber.monitor import Thresholds, read_status
 from tests.support.groups import MemberThread, create_call_log, overlapping_calls, received
 from tests.support.waiting import wait_until
 
@@ -109,6 +110,17 @@ def test_three_members_share_three_partitions_and_keys_keep_their_order(db):
         produce(db, 300, keys)
         produce(db, 30)  # without a key: spread by id
         wait_until(lambda: len(received(db.dsn)) == 330, message="every event")
+
+        # pgsubscriber status shows the group: one record per partition, each with its role.
+        def group_rows() -> list[tuple[object, ...]]:
+            with psycopg.connect(db.role_dsn("events_consumer")) as conn:
+                status = read_status(conn, Thresholds())
+            return sorted((s.group_name, s.role, s.state) for s in status.subscribers)
+
+        wait_until(
+            lambda: group_rows() == [("courses-app", f"partition {p}/3", "listening") for p in range(3)],
+            message="the group's partitions in the status",
+        )
     finally:
         for m in members:
             m.stop()

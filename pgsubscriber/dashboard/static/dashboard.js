@@ -74,7 +74,8 @@ function render(sample) {
   problems.replaceChildren(...s.problems.map((p) => el("li", {}, p)));
 
   fillTable("subscribers", s.subscribers, (sub) => row([
-    sub.name, sub.host, sub.pid, sub.topics.join(","),
+    sub.name, sub.group_name ? sub.group_name + (sub.role ? " (" + sub.role + ")" : "") : "-",
+    sub.host, sub.pid, sub.topics.join(","),
     el("td", { class: "state state-" + sub.state }, sub.state),
     sub.position === null ? "-" : sub.position,
     el("td", { class: "lag-events" }, sub.lag_events === null ? "-" : sub.lag_events),
