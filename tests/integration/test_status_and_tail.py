@@ -209,3 +209,44 @@ def test_a_live_subscriber_whose_handler_fails_shows_its_lag_growing_and_its_err
         assert any("stuck" in p and "lags" in p for p in status.problems)
         produce(db, 2)
         wait_until(lambda: status_of(db).subscribers[0].lag_events == 5, message="lag 5")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("last_seen", "infinity"),
+        ("last_seen", "-infinity"),
+        ("started_at", "infinity"),
+        ("stopped_at", "-infinity"),
+        ("heartbeat_seconds", "Infinity"),
+        ("heartbeat_seconds", "NaN"),
+        ("heartbeat_seconds", "1e300"),
+    ],
+)
+def test_a_record_crafted_by_one_consumer_does_not_break_the_status_for_everyone(db, column, value):
+    """A role writes its own records with any value the columns accept; the status still reads."""
+    with db.connect(autocommit=True) as owner:
+        owner.execute("DROP ROLE IF EXISTS crafter")
+        owner.execute("CREATE ROLE crafter LOGIN PASSWORD 'test' IN ROLE events_consumer")
+    try:
+        produce(db, 2)
+        values = {"last_seen": "now()", "started_at": "now()", "stopped_at": "NULL", "heartbeat_seconds": "5"}
+        values[column] = f"'{value}'"
+        with psycopg.connect(db.role_dsn("crafter"), autocommit=True) as crafter:
+            crafter.execute(
+                "INSERT INTO events_subscribers (instance, name, host, pid, topics, mode, position, "
+                "last_seen, started_at, stopped_at, heartbeat_seconds) VALUES (gen_random_uuid(), "
+                f"'crafted', 'h', 1, '{{courses}}', 'listening', 0, {values['last_seen']}, "
+                f"{values['started_at']}, {values['stopped_at']}, {values['heartbeat_seconds']})"
+            )
+        (record,) = status_of(db).subscribers
+        assert record.name == "crafted" and record.lag_events == 2
+        if column in ("last_seen", "stopped_at"):  # a time that is not finite reads as the epoch
+            assert record.state == "gone"
+        result = pgsubscriber("status", dsn=db.role_dsn("events_consumer"))
+        assert result.returncode in (0, 1), result.stderr
+        assert "crafted" in result.stdout
+    finally:
+        with db.connect(autocommit=True) as owner:
+            owner.execute("DELETE FROM events_subscribers WHERE db_role = 'crafter'")
+            owner.execute("DROP ROLE crafter")
