@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -139,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went (`pgsubscriber tail | head -1`): what it wanted was printed. Point stdout at
+        # /dev/null so that flushing it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -204,12 +210,22 @@ def event_line(event: Event) -> str:
 class _PrintingHandler:
     """``tail --follow``: a subscriber's handler that prints each event."""
 
-    def __init__(self, position: int) -> None:
+    def __init__(self, position: int, closed: Callable[[], None]) -> None:
         self.position = position
+        self._closed = closed
+        self.reader_gone = False
 
     def on_notification(self, events: list[Event]) -> None:
-        sys.stdout.write("".join(event_line(e) + "\n" for e in events))
-        sys.stdout.flush()
+        if self.reader_gone:
+            return
+        try:
+            sys.stdout.write("".join(event_line(e) + "\n" for e in events))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Nobody reads any more (`| head`): stop, rather than retry the closed pipe forever.
+            self.reader_gone = True
+            self._closed()
+            return
         self.position = events[-1].id
 
     def get_latest_received_id(self) -> int:
@@ -233,7 +249,8 @@ def _tail(args: argparse.Namespace) -> int:
         return 0
     # A subscriber like any other, unregistered: an ad-hoc reader is not a consumer to watch.
     settings = SubscriberSettings(dsn=args.dsn, topics=args.topics, registry=False, fail_fast=True)
-    subscriber = Subscriber(_PrintingHandler(position), settings)
+    handler = _PrintingHandler(position, lambda: subscriber.stop())
+    subscriber = Subscriber(handler, settings)
 
     async def follow() -> None:
         loop = asyncio.get_running_loop()
@@ -242,6 +259,8 @@ def _tail(args: argparse.Namespace) -> int:
         await subscriber.run()
 
     asyncio.run(follow())
+    if handler.reader_gone:
+        raise BrokenPipeError
     return 0
 
 

@@ -250,3 +250,29 @@ def test_a_record_crafted_by_one_consumer_does_not_break_the_status_for_everyone
         with db.connect(autocommit=True) as owner:
             owner.execute("DELETE FROM events_subscribers WHERE db_role = 'crafter'")
             owner.execute("DROP ROLE crafter")
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["tail", "tail --follow"])
+def test_tail_into_a_reader_that_closes_early_ends_quietly(db, follow):
+    """`pgsubscriber tail ... | head -1`: the tail ends when its reader has gone, without a traceback
+    and without retrying the closed pipe forever."""
+    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (topic, payload) "
+            "SELECT 'courses', jsonb_build_object('text', repeat('x', 200)) FROM generate_series(1, 2000)"
+        )
+    script = str(Path(sys.executable).with_name("pgsubscriber"))
+    env = {**os.environ, "PGSUBSCRIBER_DSN": db.role_dsn("events_consumer")}
+    args = [script, "tail", "--topics", "courses", "--from-id", "1", *(["--follow"] if follow else [])]
+    tail = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert tail.stdout is not None and tail.stdout.readline()
+        tail.stdout.close()  # the reader goes, as `head -1` does
+        if follow:
+            produce(db, 2)  # the next write finds the pipe closed
+        assert tail.wait(60) == 0
+        stderr = tail.stderr.read().decode() if tail.stderr else ""
+        assert "Traceback" not in stderr and "retrying" not in stderr, stderr
+    finally:
+        if tail.poll() is None:
+            tail.kill()
