@@ -276,3 +276,28 @@ def test_tail_into_a_reader_that_closes_early_ends_quietly(db, follow):
     finally:
         if tail.poll() is None:
             tail.kill()
+
+
+@pytest.mark.parametrize("committed_after", [True, False], ids=["a later event committed", "nothing else"])
+def test_read_events_since_yields_an_event_of_the_window_held_back_by_an_open_transaction(
+    db, committed_after
+):
+    """`since`: an event created in the window by a producer transaction still open when the start is
+    chosen (its id below the first event visible then) is waited for, not skipped."""
+    produce(db, 2)
+    slow = psycopg.connect(db.role_dsn("events_producer"))
+    late = slow.execute(
+        "INSERT INTO events (topic, payload) VALUES ('courses', '{}') RETURNING id"
+    ).fetchone()[0]
+    after = produce(db, 2) if committed_after else []
+    with db.connect(autocommit=True) as owner:  # what came before the window
+        owner.execute("UPDATE events SET created_at = now() - interval '1 hour' WHERE id < %s", (late,))
+    timer = threading.Timer(1.0, slow.commit)
+    timer.start()
+    try:
+        dsn = db.role_dsn("events_consumer")
+        got = [e.id for e in read_events(dsn, ["courses"], since=timedelta(minutes=5))]
+    finally:
+        timer.join()
+        slow.close()
+    assert got == [late, *after]
