@@ -20,6 +20,7 @@ from tests.support.example_handlers import (
     BatchSkippingHandler,
     CorrectHandler,
     CountingHandler,
+    DuplicateRefusingHandler,
     FirstOfBatchHandler,
     PositionFirstHandler,
     SharedStoreHandler,
@@ -99,6 +100,17 @@ def test_a_counter_incremented_per_event_fails_idempotent_redelivery(db):
     assert "'counts': expected {'c1': 2, 'c2': 1}, got {'c1': 4, 'c2': 2}" in found["idempotent redelivery"]
     # A crash between the effects and the position counts the batch twice too.
     assert "crash at 'after effects'" in found["crash safety"]
+
+
+def test_a_handler_that_raises_on_a_batch_it_already_has_fails_idempotent_redelivery_in_plain_words(db):
+    with pytest.raises(HandlerCheckError) as excinfo:
+        check(DuplicateRefusingHandler, db)
+    found = failures(excinfo)
+    assert found["idempotent redelivery"].startswith(
+        "delivering the same batch again (events 1..3) raised KeyError: 'duplicate key "
+    )
+    assert "the subscriber would retry it for ever" in found["idempotent redelivery"]
+    assert "raised KeyError" in found["overlapping redelivery"]
 
 
 def test_a_handler_that_skips_a_batch_starting_below_its_position_fails_overlapping_redelivery(db):
