@@ -503,7 +503,6 @@ class _Check(Generic[H]):
                 "run.crash_point('after ...') in the store between its writes)"
             )
             report.notes.append(note)
-            warnings.warn(note, HandlerCheckWarning, stacklevel=4)
         if self.failures:
             raise HandlerCheckError(self.failures)
         return report
@@ -535,4 +534,7 @@ def check_handler(
     size = batch_size or max(1, -(-len(new_events) // 3))
     database.publish_many(new_events)
     check = _Check(make_handler, observe, database, chosen, size, timeout)
-    return run_sync(check.run())
+    report = run_sync(check.run())
+    for note in report.notes:  # warned from here, so that the warning names the caller's line
+        warnings.warn(note, HandlerCheckWarning, stacklevel=2)
+    return report

@@ -146,6 +146,7 @@ def test_a_handler_without_crash_points_passes_with_a_warning(db):
             super().__init__(stores, HandlerRun("unused"))
             self.store = stores.setdefault(run.store, Store())
 
-    with pytest.warns(HandlerCheckWarning, match="passes no crash point"):
+    with pytest.warns(HandlerCheckWarning, match="passes no crash point") as warned:
         report = check(NoCrashPoints, db)
     assert report.crash_points == [] and report.notes
+    assert warned[0].filename == __file__  # the line that called check_handler, not asyncio's
