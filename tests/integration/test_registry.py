@@ -157,10 +157,15 @@ def test_the_documented_record_for_other_languages_works_as_written(db):
     section = doc.split("## Showing up in `pgsubscriber status`", 1)[1].split("\n## ", 1)[0]
     (statement,) = re.findall(r"^```sql\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
     instance = uuid.uuid4()
-    text = statement.replace("$1", f"'{instance}'").replace("$2", "41").replace("$3", "41")
+
+    def text(position: int) -> str:  # (the instance's uuid may contain the digits of a position)
+        return (
+            statement.replace("$1", f"'{instance}'").replace("$2", str(position)).replace("$3", str(position))
+        )
+
     with psycopg.connect(db.role_dsn("events_consumer"), autocommit=True) as conn:
-        conn.execute(text)
-        conn.execute(text.replace("41", "42"))
+        conn.execute(text(41))
+        conn.execute(text(42))
     (row,) = records(db)
     assert (row["instance"], row["name"], row["position"], row["db_role"]) == (
         instance,
