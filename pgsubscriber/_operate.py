@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,7 @@ import psycopg
 from pgsubscriber import monitor
 from pgsubscriber.errors import PgSubscriberError
 from pgsubscriber.events import Event
-from pgsubscriber.replay import read_events, start_after
+from pgsubscriber.replay import Start, read_events, start
 
 _DSN_HELP = "connection string, a member of events_consumer (default: PGSUBSCRIBER_DSN)"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -139,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went (`pgsubscriber tail | head -1`): what it wanted was printed. Point stdout at
+        # /dev/null so that flushing it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -204,12 +210,23 @@ def event_line(event: Event) -> str:
 class _PrintingHandler:
     """``tail --follow``: a subscriber's handler that prints each event."""
 
-    def __init__(self, position: int) -> None:
-        self.position = position
+    def __init__(self, begin: Start, closed: Callable[[], None]) -> None:
+        self.position = begin.position
+        self._wanted = begin.wanted
+        self._closed = closed
+        self.reader_gone = False
 
     def on_notification(self, events: list[Event]) -> None:
-        sys.stdout.write("".join(event_line(e) + "\n" for e in events))
-        sys.stdout.flush()
+        if self.reader_gone:
+            return
+        try:
+            sys.stdout.write("".join(event_line(e) + "\n" for e in events if self._wanted(e)))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Nobody reads any more (`| head`): stop, rather than retry the closed pipe forever.
+            self.reader_gone = True
+            self._closed()
+            return
         self.position = events[-1].id
 
     def get_latest_received_id(self) -> int:
@@ -224,16 +241,23 @@ def _tail(args: argparse.Namespace) -> int:
     last = (
         args.last if args.last is not None else (10 if args.from_id is None and args.since is None else None)
     )
-    with _connect(args.dsn) as conn:
-        position = start_after(conn, args.topics, from_id=args.from_id, since=args.since, last=last)
     if not args.follow:
-        for event in read_events(args.dsn, args.topics, from_id=position + 1):
+        if last is None:
+            events = read_events(args.dsn, args.topics, from_id=args.from_id, since=args.since)
+        else:
+            with _connect(args.dsn) as conn:
+                position = start(conn, args.topics, last=last).position
+            events = read_events(args.dsn, args.topics, from_id=position + 1)
+        for event in events:
             sys.stdout.write(event_line(event) + "\n")
         sys.stdout.flush()
         return 0
+    with _connect(args.dsn) as conn:
+        begin = start(conn, args.topics, from_id=args.from_id, since=args.since, last=last)
     # A subscriber like any other, unregistered: an ad-hoc reader is not a consumer to watch.
     settings = SubscriberSettings(dsn=args.dsn, topics=args.topics, registry=False, fail_fast=True)
-    subscriber = Subscriber(_PrintingHandler(position), settings)
+    handler = _PrintingHandler(begin, lambda: subscriber.stop())
+    subscriber = Subscriber(handler, settings)
 
     async def follow() -> None:
         loop = asyncio.get_running_loop()
@@ -242,6 +266,8 @@ def _tail(args: argparse.Namespace) -> int:
         await subscriber.run()
 
     asyncio.run(follow())
+    if handler.reader_gone:
+        raise BrokenPipeError
     return 0
 
 

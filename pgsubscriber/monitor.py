@@ -10,6 +10,7 @@ wrong, against :class:`Thresholds`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -253,7 +254,25 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+#: Control characters (C0, DEL, C1): a record's text is written by its own role, and must not move
+#: the operator's cursor, clear the terminal or add a line to the report.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+#: The widest a cell gets (a 10 MB host name would widen every line of its table).
+_CELL_LIMIT = 80
+
+
+def _printable(text: str, limit: int = _CELL_LIMIT) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\n``), cut to ``limit`` characters."""
+    text = text[: limit * 4]
+    text = _CONTROL.sub(
+        lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m[0], f"\\x{ord(m[0]):02x}"), text
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    rows = [[_printable(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -349,5 +368,5 @@ def render_text(status: StreamStatus) -> str:
         ],
     )
     out += [""]
-    out += [f"PROBLEM: {line}" for line in status.problems] or ["OK"]
+    out += [f"PROBLEM: {_printable(line, 400)}" for line in status.problems] or ["OK"]
     return "\n".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,49 @@ def first_id_since(conn: psycopg.Connection[Any], topics: Sequence[str], since: 
     return int(row[0]) if row and row[0] is not None else None
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a read begins: after ``position``; below ``first``, only the events created at or after
+    ``since`` (with ``since``: those a producer transaction still open held back when the start was
+    chosen, whose ids are below the first event visible then)."""
+
+    position: int
+    first: int = 0
+    since: datetime | None = None
+
+    def wanted(self, event: Event) -> bool:
+        return self.since is None or event.id >= self.first or event.created_at >= self.since
+
+
+def start(
+    conn: psycopg.Connection[Any],
+    topics: Sequence[str],
+    *,
+    from_id: int | None = None,
+    since: datetime | timedelta | None = None,
+    last: int | None = None,
+) -> Start:
+    """Where to read from: after ``from_id - 1``; from the first event created since ``since``; or
+    from the ``last`` newest events of ``topics``; from the start by default."""
+    if from_id is not None:
+        return Start(max(from_id - 1, 0))
+    if since is not None:
+        when = datetime.now(UTC) - since if isinstance(since, timedelta) else since
+        # The horizon first: an event a transaction still holds back has an id above safe_id, and
+        # may be below the first event visible now although created since then (its transaction
+        # started since then and commits later). Read from safe_id, keep those created since.
+        safe_id, last_drawn_id = _horizon(conn)
+        first = first_id_since(conn, topics, when)
+        if first is None:  # nothing visible created since then: start after everything drawn
+            first = last_drawn_id + 1
+        return Start(min(first - 1, safe_id), first, when)
+    if last is not None:
+        with conn.transaction():
+            row = conn.execute(query("replay_last_n"), {"topics": list(topics), "n": last}).fetchone()
+        return Start(int(row[0]) - 1 if row and row[0] is not None else newest_id(conn))
+    return Start(0)
+
+
 def start_after(
     conn: psycopg.Connection[Any],
     topics: Sequence[str],
@@ -52,21 +96,14 @@ def start_after(
     since: datetime | timedelta | None = None,
     last: int | None = None,
 ) -> int:
-    """The position to read after: ``from_id - 1``, the event before the first one created since
-    ``since``, or the one before the ``last`` newest events of ``topics``; 0 by default."""
-    if from_id is not None:
-        return max(from_id - 1, 0)
-    if since is not None:
-        when = datetime.now(UTC) - since if isinstance(since, timedelta) else since
-        first = first_id_since(conn, topics, when)
-        if first is None:  # nothing created since then: start after everything stored
-            return newest_id(conn)
-        return first - 1
-    if last is not None:
-        with conn.transaction():
-            row = conn.execute(query("replay_last_n"), {"topics": list(topics), "n": last}).fetchone()
-        return int(row[0]) - 1 if row and row[0] is not None else newest_id(conn)
-    return 0
+    """The position to read after (see :func:`start`; with ``since``, keep only ``Start.wanted``)."""
+    return start(conn, topics, from_id=from_id, since=since, last=last).position
+
+
+def _horizon(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    with conn.transaction():
+        row = conn.execute("SELECT safe_id, last_drawn_id FROM public.events_delivery_horizon()").fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def newest_id(conn: psycopg.Connection[Any]) -> int:
@@ -95,7 +132,8 @@ def read_events(
     """
     wanted = sorted({validate_topic(t) for t in topics})
     with _connect(dsn) as conn:
-        position = start_after(conn, wanted, from_id=from_id, since=since)
+        begin = start(conn, wanted, from_id=from_id, since=since)
+        position = begin.position
         end = to_id if to_id is not None else newest_id(conn)
         while position < end:
             batch = batch_from_rows(_fetch(conn, position, wanted, batch_size))
@@ -103,7 +141,8 @@ def read_events(
             for event in events:
                 if event.id > end:
                     return
-                yield event
+                if begin.wanted(event):
+                    yield event
             if events:
                 position = events[-1].id
             if more:

@@ -4,12 +4,27 @@
 -- busy stream is not counted against it between two writes); and the age of the oldest of them.
 -- Index reads only: the bound through events_created_at_idx, the count by an index-only scan of
 -- each topic's range of events_topic_id_idx, the oldest at the start of each range.
-WITH s AS (
+-- Each role writes its own records with any values the columns accept ('infinity' times, a NaN
+-- or infinite interval), so what the status computes with is clamped first: one crafted record
+-- must not make the status fail for everyone. A time that is not finite reads as the epoch (the
+-- record shows as gone), the interval stays within 0 s .. 1 day.
+WITH r AS (
+    SELECT x.instance, x.db_role, x.name, x.host, x.pid, x.topics, x.mode, x.position,
+           x.events_delivered, x.last_error, x.group_name, x.role,
+           CASE WHEN pg_catalog.isfinite(x.started_at) THEN x.started_at
+                ELSE 'epoch'::timestamptz END AS started_at,
+           CASE WHEN pg_catalog.isfinite(x.last_seen) THEN x.last_seen
+                ELSE 'epoch'::timestamptz END AS last_seen,
+           CASE WHEN x.stopped_at IS NULL OR pg_catalog.isfinite(x.stopped_at) THEN x.stopped_at
+                ELSE 'epoch'::timestamptz END AS stopped_at,
+           least(greatest(x.heartbeat_seconds, 0), 86400) AS heartbeat_seconds
+    FROM public.events_subscribers AS x
+), s AS (
     SELECT r.*,
            (r.stopped_at IS NOT NULL
             OR r.last_seen < pg_catalog.now() - pg_catalog.make_interval(secs => 3 * r.heartbeat_seconds + 5))
                AS gone
-    FROM public.events_subscribers AS r
+    FROM r
 ), bounded AS (
     SELECT s.*,
            CASE WHEN s.gone THEN 9223372036854775807

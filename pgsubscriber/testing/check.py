@@ -150,6 +150,12 @@ def _difference(expected: object, got: object) -> str:
     return f"expected {_short(expected)}, got {_short(got)}"
 
 
+def _raised(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _ids(events: Sequence[Event]) -> str:
     first, last = events[0].id, events[-1].id
     return str(first) if first == last else f"{first}..{last}"
@@ -266,7 +272,16 @@ class _Check(Generic[H]):
         handler, _ = await self.new_handler("redelivery", fresh=True)
         for batch, expected in zip(self.batches, self.states, strict=True):
             await self.apply(handler, batch)
-            await self.apply(handler, batch)
+            try:
+                await self.apply(handler, batch)
+            except Exception as exc:
+                self.fail(
+                    "idempotent redelivery",
+                    f"delivering the same batch again (events {_ids(batch)}) raised {_raised(exc)}: a batch "
+                    "comes again after a failed call or a crash, and the subscriber would retry it for "
+                    "ever, delivering nothing after it",
+                )
+                return
             got = await self.state(handler)
             if got != expected:
                 self.fail(
@@ -325,14 +340,22 @@ class _Check(Generic[H]):
         held = await self.position(handler)
         start = (len(first) - 1) // 2
         again = events[start:]
-        await self.apply(handler, again)
-        got, position = await self.state(handler), await self.position(handler)
-        if got == self.states[-1] and position == self.last_id:
-            return
         intro = (
             f"a batch that starts before the handler's position (events {_ids(again)}, the handler at "
             f"{held}: a retry of a batch it had stored in part)"
         )
+        try:
+            await self.apply(handler, again)
+        except Exception as exc:
+            self.fail(
+                "overlapping redelivery",
+                f"{intro} raised {_raised(exc)}: the subscriber would retry it for ever, delivering "
+                "nothing after it",
+            )
+            return
+        got, position = await self.state(handler), await self.position(handler)
+        if got == self.states[-1] and position == self.last_id:
+            return
         if got == self.states[0]:
             lost = f"{held + 1}..{self.last_id}"
             tail = (
@@ -480,7 +503,6 @@ class _Check(Generic[H]):
                 "run.crash_point('after ...') in the store between its writes)"
             )
             report.notes.append(note)
-            warnings.warn(note, HandlerCheckWarning, stacklevel=4)
         if self.failures:
             raise HandlerCheckError(self.failures)
         return report
@@ -512,4 +534,7 @@ def check_handler(
     size = batch_size or max(1, -(-len(new_events) // 3))
     database.publish_many(new_events)
     check = _Check(make_handler, observe, database, chosen, size, timeout)
-    return run_sync(check.run())
+    report = run_sync(check.run())
+    for note in report.notes:  # warned from here, so that the warning names the caller's line
+        warnings.warn(note, HandlerCheckWarning, stacklevel=2)
+    return report

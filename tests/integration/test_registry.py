@@ -158,7 +158,7 @@ def test_the_documented_record_for_other_languages_works_as_written(db):
     (statement,) = re.findall(r"^```sql\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
     instance = uuid.uuid4()
 
-    def text(position: int) -> str:
+    def text(position: int) -> str:  # (the instance's uuid may contain the digits of a position)
         return (
             statement.replace("$1", f"'{instance}'").replace("$2", str(position)).replace("$3", str(position))
         )

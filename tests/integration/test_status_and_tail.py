@@ -209,3 +209,95 @@ def test_a_live_subscriber_whose_handler_fails_shows_its_lag_growing_and_its_err
         assert any("stuck" in p and "lags" in p for p in status.problems)
         produce(db, 2)
         wait_until(lambda: status_of(db).subscribers[0].lag_events == 5, message="lag 5")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("last_seen", "infinity"),
+        ("last_seen", "-infinity"),
+        ("started_at", "infinity"),
+        ("stopped_at", "-infinity"),
+        ("heartbeat_seconds", "Infinity"),
+        ("heartbeat_seconds", "NaN"),
+        ("heartbeat_seconds", "1e300"),
+    ],
+)
+def test_a_record_crafted_by_one_consumer_does_not_break_the_status_for_everyone(db, column, value):
+    """A role writes its own records with any value the columns accept; the status still reads."""
+    with db.connect(autocommit=True) as owner:
+        owner.execute("DROP ROLE IF EXISTS crafter")
+        owner.execute("CREATE ROLE crafter LOGIN PASSWORD 'test' IN ROLE events_consumer")
+    try:
+        produce(db, 2)
+        values = {"last_seen": "now()", "started_at": "now()", "stopped_at": "NULL", "heartbeat_seconds": "5"}
+        values[column] = f"'{value}'"
+        with psycopg.connect(db.role_dsn("crafter"), autocommit=True) as crafter:
+            crafter.execute(
+                "INSERT INTO events_subscribers (instance, name, host, pid, topics, mode, position, "
+                "last_seen, started_at, stopped_at, heartbeat_seconds) VALUES (gen_random_uuid(), "
+                f"'crafted', 'h', 1, '{{courses}}', 'listening', 0, {values['last_seen']}, "
+                f"{values['started_at']}, {values['stopped_at']}, {values['heartbeat_seconds']})"
+            )
+        (record,) = status_of(db).subscribers
+        assert record.name == "crafted" and record.lag_events == 2
+        if column in ("last_seen", "stopped_at"):  # a time that is not finite reads as the epoch
+            assert record.state == "gone"
+        result = pgsubscriber("status", dsn=db.role_dsn("events_consumer"))
+        assert result.returncode in (0, 1), result.stderr
+        assert "crafted" in result.stdout
+    finally:
+        with db.connect(autocommit=True) as owner:
+            owner.execute("DELETE FROM events_subscribers WHERE db_role = 'crafter'")
+            owner.execute("DROP ROLE crafter")
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["tail", "tail --follow"])
+def test_tail_into_a_reader_that_closes_early_ends_quietly(db, follow):
+    """`pgsubscriber tail ... | head -1`: the tail ends when its reader has gone, without a traceback
+    and without retrying the closed pipe forever."""
+    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (topic, payload) "
+            "SELECT 'courses', jsonb_build_object('text', repeat('x', 200)) FROM generate_series(1, 2000)"
+        )
+    script = str(Path(sys.executable).with_name("pgsubscriber"))
+    env = {**os.environ, "PGSUBSCRIBER_DSN": db.role_dsn("events_consumer")}
+    args = [script, "tail", "--topics", "courses", "--from-id", "1", *(["--follow"] if follow else [])]
+    tail = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert tail.stdout is not None and tail.stdout.readline()
+        tail.stdout.close()  # the reader goes, as `head -1` does
+        if follow:
+            produce(db, 2)  # the next write finds the pipe closed
+        assert tail.wait(60) == 0
+        stderr = tail.stderr.read().decode() if tail.stderr else ""
+        assert "Traceback" not in stderr and "retrying" not in stderr, stderr
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+
+
+@pytest.mark.parametrize("committed_after", [True, False], ids=["a later event committed", "nothing else"])
+def test_read_events_since_yields_an_event_of_the_window_held_back_by_an_open_transaction(
+    db, committed_after
+):
+    """`since`: an event created in the window by a producer transaction still open when the start is
+    chosen (its id below the first event visible then) is waited for, not skipped."""
+    produce(db, 2)
+    slow = psycopg.connect(db.role_dsn("events_producer"))
+    late = slow.execute(
+        "INSERT INTO events (topic, payload) VALUES ('courses', '{}') RETURNING id"
+    ).fetchone()[0]
+    after = produce(db, 2) if committed_after else []
+    with db.connect(autocommit=True) as owner:  # what came before the window
+        owner.execute("UPDATE events SET created_at = now() - interval '1 hour' WHERE id < %s", (late,))
+    timer = threading.Timer(1.0, slow.commit)
+    timer.start()
+    try:
+        dsn = db.role_dsn("events_consumer")
+        got = [e.id for e in read_events(dsn, ["courses"], since=timedelta(minutes=5))]
+    finally:
+        timer.join()
+        slow.close()
+    assert got == [late, *after]

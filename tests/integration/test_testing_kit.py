@@ -20,6 +20,7 @@ from tests.support.example_handlers import (
     BatchSkippingHandler,
     CorrectHandler,
     CountingHandler,
+    DuplicateRefusingHandler,
     FirstOfBatchHandler,
     PositionFirstHandler,
     SharedStoreHandler,
@@ -101,6 +102,17 @@ def test_a_counter_incremented_per_event_fails_idempotent_redelivery(db):
     assert "crash at 'after effects'" in found["crash safety"]
 
 
+def test_a_handler_that_raises_on_a_batch_it_already_has_fails_idempotent_redelivery_in_plain_words(db):
+    with pytest.raises(HandlerCheckError) as excinfo:
+        check(DuplicateRefusingHandler, db)
+    found = failures(excinfo)
+    assert found["idempotent redelivery"].startswith(
+        "delivering the same batch again (events 1..3) raised KeyError: 'duplicate key "
+    )
+    assert "the subscriber would retry it for ever" in found["idempotent redelivery"]
+    assert "raised KeyError" in found["overlapping redelivery"]
+
+
 def test_a_handler_that_skips_a_batch_starting_below_its_position_fails_overlapping_redelivery(db):
     with pytest.raises(HandlerCheckError) as excinfo:
         check(BatchSkippingHandler, db)
@@ -134,6 +146,7 @@ def test_a_handler_without_crash_points_passes_with_a_warning(db):
             super().__init__(stores, HandlerRun("unused"))
             self.store = stores.setdefault(run.store, Store())
 
-    with pytest.warns(HandlerCheckWarning, match="passes no crash point"):
+    with pytest.warns(HandlerCheckWarning, match="passes no crash point") as warned:
         report = check(NoCrashPoints, db)
     assert report.crash_points == [] and report.notes
+    assert warned[0].filename == __file__  # the line that called check_handler, not asyncio's

@@ -143,3 +143,18 @@ class FirstOfBatchHandler(_Base):
             apply_course(titles, event)
         self.run.crash_point("before commit")
         self.store.titles, self.store.position = titles, max(position, events[-1].id)
+
+
+class DuplicateRefusingHandler(_Base):
+    """Inserts each event's effect as a new row and raises on a duplicate (an INSERT without ON
+    CONFLICT): a batch that comes again fails for ever, and the subscriber retries it for ever."""
+
+    def on_notification(self, events: list[Event]) -> None:
+        titles = dict(self.store.titles)
+        for event in events:
+            key = f"{event.payload['course_id']}@{event.id}"
+            if key in titles:
+                raise KeyError(f"duplicate key {key}")
+            titles[key] = event.payload.get("title", "")
+        self.run.crash_point("before commit")
+        self.store.titles, self.store.position = titles, events[-1].id

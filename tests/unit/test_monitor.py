@@ -74,3 +74,17 @@ def test_since_takes_a_duration_back_from_now_or_an_iso_time():
 
 def test_the_default_name_is_the_application_run():
     assert default_name() == "pytest"  # python -m pytest; `python -m webconsumer` gives webconsumer
+
+
+def test_the_text_shows_control_characters_and_long_values_of_a_record_harmlessly():
+    # Each role writes its own record: a name with a terminal escape, an error with a newline and a
+    # 10 MB host must not rewrite the operator's terminal, add a line or widen every table.
+    crafted = subscriber("gone")
+    crafted.name = "ev\x1b[2Jil"
+    crafted.host = "h" * 10_000_000
+    crafted.last_error = "first\nOK"
+    text = render_text(status(subscribers=[crafted]))
+    assert "\x1b" not in text and "ev\\x1b[2Jil" in text
+    assert "first\\nOK" in text and text.count("\nOK") == 1  # only the verdict
+    assert len(text) < 5_000
+    assert all(len(line) < 400 for line in text.splitlines())
