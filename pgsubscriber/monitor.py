@@ -307,6 +307,7 @@ def render_text(status: StreamStatus) -> str:
     out += _table(
         [
             "name",
+            "login",
             "group",
             "host",
             "pid",
@@ -321,6 +322,7 @@ def render_text(status: StreamStatus) -> str:
         [
             [
                 s.name,
+                s.db_role,
                 _group(s.group_name, s.role),
                 s.host,
                 str(s.pid),

@@ -126,6 +126,7 @@ class SubscriberSettings(BaseSettings):
     registry_interval: float = Field(
         default=5.0,
         gt=0,
+        le=86400,
         description="Seconds between registry writes; the subscriber shows as gone once not seen "
         "for 3 x this + 5 s.",
     )

@@ -41,12 +41,24 @@ ALTER TABLE public.events_subscribers ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY events_subscribers_read ON public.events_subscribers
     FOR SELECT USING (true);
+-- A role writes rows of its own only, seen now (not in the past or the future, so every row it
+-- writes is cleaned up a day after its last write) with a finite heartbeat of at most a day.
 CREATE POLICY events_subscribers_insert_own ON public.events_subscribers
-    FOR INSERT TO events_consumer WITH CHECK (db_role OPERATOR(pg_catalog.=) current_user);
+    FOR INSERT TO events_consumer WITH CHECK (
+        db_role OPERATOR(pg_catalog.=) current_user
+        AND last_seen OPERATOR(pg_catalog.>=) (now() OPERATOR(pg_catalog.-) interval '1 minute')
+        AND last_seen OPERATOR(pg_catalog.<=) (now() OPERATOR(pg_catalog.+) interval '1 minute')
+        AND heartbeat_seconds OPERATOR(pg_catalog.>) 0
+        AND heartbeat_seconds OPERATOR(pg_catalog.<=) 86400);
 CREATE POLICY events_subscribers_update_own ON public.events_subscribers
     FOR UPDATE TO events_consumer
     USING (db_role OPERATOR(pg_catalog.=) current_user)
-    WITH CHECK (db_role OPERATOR(pg_catalog.=) current_user);
+    WITH CHECK (
+        db_role OPERATOR(pg_catalog.=) current_user
+        AND last_seen OPERATOR(pg_catalog.>=) (now() OPERATOR(pg_catalog.-) interval '1 minute')
+        AND last_seen OPERATOR(pg_catalog.<=) (now() OPERATOR(pg_catalog.+) interval '1 minute')
+        AND heartbeat_seconds OPERATOR(pg_catalog.>) 0
+        AND heartbeat_seconds OPERATOR(pg_catalog.<=) 86400);
 CREATE POLICY events_subscribers_delete_own ON public.events_subscribers
     FOR DELETE TO events_consumer USING (db_role OPERATOR(pg_catalog.=) current_user);
 -- The purger cleans up any role's rows, once they have been gone for a day.
