@@ -32,6 +32,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=Path(__file__).resolve().parent / "results",
         help="where latest.json and a timestamped copy are written (default: bench/results)",
     )
+    parser.add_argument(
+        "--peer-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per row of the peer comparison (default: 8, --quick: 2); "
+        "`--only peers --peer-seconds 30` is the README's peer table, about 9 minutes",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO lines too")
     args = parser.parse_args(argv)
     only = [name.strip() for value in args.only for name in value.split(",") if name.strip()]
@@ -43,13 +51,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
         only=only,
         results_dir=args.results_dir,
         log_level=logging.INFO if args.verbose else logging.WARNING,
+        peer_seconds=args.peer_seconds,
     )
 
 
 def main() -> int:
     options = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    for noisy in ("aio_pika", "aiormq", "rstream", "nats", "procrastinate", "pgqueuer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return run_suite(options)
 
 

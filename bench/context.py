@@ -24,7 +24,8 @@ class Profile:
     backlog: int
     recovery_rounds: int
     purge_rows: int
-    peer_seconds: float
+    peer_seconds: float  # per row of the peer comparison (7 systems x 2 shapes)
+    peer_drain_seconds: float  # at most, after the producers stop, for the last events to arrive
     topics_backlog: int
     topics_many_backlog: int
     topics_seconds: float
@@ -43,7 +44,8 @@ FULL = Profile(
     backlog=1_000_000,
     recovery_rounds=3,
     purge_rows=1_000_000,
-    peer_seconds=20.0,
+    peer_seconds=8.0,
+    peer_drain_seconds=5.0,
     topics_backlog=1_000_000,
     topics_many_backlog=10_000,
     topics_seconds=20.0,
@@ -62,7 +64,8 @@ QUICK = Profile(
     backlog=100_000,
     recovery_rounds=1,
     purge_rows=100_000,
-    peer_seconds=6.0,
+    peer_seconds=2.0,
+    peer_drain_seconds=2.0,
     topics_backlog=200_000,
     topics_many_backlog=2_000,
     topics_seconds=8.0,

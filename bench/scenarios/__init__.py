@@ -12,8 +12,7 @@ from bench.scenarios import (
     end_to_end,
     gap_free_cost,
     latency,
-    peer_pgqueuer,
-    peer_rabbitmq,
+    peers,
     publish,
     purge,
     recovery,
@@ -31,10 +30,9 @@ SCENARIOS: dict[str, Scenario] = {
     "recovery": recovery.run,
     "dead-connection": dead_connection.run,
     "purge": purge.run,
-    "pgqueuer": peer_pgqueuer.run,
-    "rabbitmq": peer_rabbitmq.run,
     "gap-free-cost": gap_free_cost.run,
     "topics": topics.run,
+    "peers": peers.run,
 }
 
 SCENARIO_NAMES = list(SCENARIOS)
