@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         type=float,
         default=None,
         metavar="S",
-        help="seconds per row of the peer comparison (default: 8, --quick: 2); "
+        help="seconds per row of the peer comparison (default: 6, --quick: 1); "
         "`--only peers --peer-seconds 30` is the README's peer table, about 9 minutes",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO lines too")

@@ -218,26 +218,27 @@ def measure(
     consumer = CTX.Process(
         target=consumer_main, args=(system, shape, probe, log_level), name="peer-consumer", daemon=True
     )
+    counts: Any = CTX.Array("q", PRODUCERS, lock=False)
+    barrier: Any = CTX.Barrier(PRODUCERS + 1)
+    procs = [
+        CTX.Process(
+            target=producer_main,
+            args=(system, shape, slot, seconds, counts, barrier, log_level),
+            name=f"peer-producer-{slot}",
+            daemon=True,
+        )
+        for slot in range(PRODUCERS)
+    ]
+    # The producers start (and connect) while the consumer subscribes; they write only once the
+    # harness joins the barrier, after the consumer is ready.
     consumer.start()
-    procs = []
+    for proc in procs:
+        proc.start()
     try:
         deadline = time.monotonic() + 60
         while not probe.ready.wait(0.1):
             if not consumer.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{system.name}: the consumer did not start (see the log above)")
-        counts: Any = CTX.Array("q", PRODUCERS, lock=False)
-        barrier: Any = CTX.Barrier(PRODUCERS + 1)
-        procs = [
-            CTX.Process(
-                target=producer_main,
-                args=(system, shape, slot, seconds, counts, barrier, log_level),
-                name=f"peer-producer-{slot}",
-                daemon=True,
-            )
-            for slot in range(PRODUCERS)
-        ]
-        for proc in procs:
-            proc.start()
         barrier.wait(timeout=120)
         started = time.monotonic()
         samples: list[tuple[float, float]] = []
@@ -258,7 +259,9 @@ def measure(
         delivered_after_drain = int(probe.delivered.value)
     finally:
         probe.stop.set()
+        barrier.abort()  # producers still waiting (a failed start) give up
         for proc in procs:
+            proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
         consumer.join(timeout=60)

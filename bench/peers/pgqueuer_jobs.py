@@ -22,6 +22,7 @@ import psycopg
 from bench.peering import PeerUnavailable, Shape, Sink
 
 ENTRYPOINT = "bench"
+STOP_WAIT = 2.0  # seconds for a graceful stop once the row is measured
 
 
 class _Producer:
@@ -96,6 +97,7 @@ class PgQueuerPeer:
         sink.ready()
         await stop.wait()
         pgq.shutdown.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(worker, 30)
+        # The measurement is over: a shutdown that waits on its timers is cut short.
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(worker, STOP_WAIT)
         await conn.close()

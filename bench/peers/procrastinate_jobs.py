@@ -18,6 +18,7 @@ from typing import Any
 from bench.peering import PeerUnavailable, Shape, Sink
 
 QUEUE = "bench"
+STOP_WAIT = 2.0  # seconds for a graceful stop once the row is measured
 
 
 def _app(dsn: str, sink: Sink | None = None) -> tuple[Any, Any]:
@@ -96,6 +97,6 @@ class ProcrastinatePeer:
                 await worker
             sink.ready()
             await stop.wait()
-            worker.cancel()
+            worker.cancel()  # the worker's own graceful stop; cut short once the row is measured
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(worker, 30)
+                await asyncio.wait_for(worker, STOP_WAIT)
