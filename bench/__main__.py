@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -55,8 +56,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the harness: its cluster, its nats-servers and its children are stopped.
+    sys.exit(128 + signum)
+
+
 def main() -> int:
     options = parse_args()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("aio_pika", "aiormq", "rstream", "nats", "procrastinate", "pgqueuer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

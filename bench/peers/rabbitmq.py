@@ -1,9 +1,10 @@
 """RabbitMQ in the peer comparison: a durable quorum queue (AMQP 0-9-1) and a stream.
 
-Queue (aio-pika): persistent messages to a durable quorum queue on a channel in publisher-confirm
+Queue: persistent messages to a durable quorum queue on an aio-pika channel in publisher-confirm
 mode; shape 1/commit awaits each message's confirm before the next publish, shape 100/commit
 publishes a window of 100 and awaits all 100 confirms. A quorum queue confirms once the message is
-in its Raft log, fsynced. The consumer (prefetch 1000) acks each message after the handler call.
+in its Raft log, fsynced. The consumer (pika, prefetch 1000) acks each message after the handler
+call.
 
 Stream (rstream, the stream protocol on port 5552, plugin ``rabbitmq_stream``): shape 1/commit
 awaits each message's confirm (``send_wait``), shape 100/commit sends 100 in one publish frame and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,20 +125,32 @@ class RabbitQueuePeer:
         return _QueueProducer(connection, channel, self.queue)
 
     async def consume(self, shape: Shape, sink: Sink, stop: asyncio.Event) -> None:
-        connection = await self._connect()
-        async with connection:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=PREFETCH)
-            queue = await channel.get_queue(self.queue, ensure=False)
+        # pika's blocking consumer, in a thread: aio-pika starts a task per delivered message, which
+        # made the consumer, not the queue, the limit on 2 shared cores.
+        stopping = threading.Event()
+        consumer = asyncio.ensure_future(asyncio.to_thread(self._consume_blocking, sink, stopping))
+        await asyncio.wait([consumer, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED")
+        stopping.set()
+        await consumer
 
-            async def on_message(message: Any) -> None:
-                sink.received([orjson.loads(message.body)])
-                await message.ack()
+    def _consume_blocking(self, sink: Sink, stopping: threading.Event) -> None:
+        import pika
 
-            tag = await queue.consume(on_message)
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=PREFETCH)
+
+            def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+                sink.received([orjson.loads(body)])
+                ch.basic_ack(method.delivery_tag)
+
+            channel.basic_consume(self.queue, on_message)
             sink.ready()
-            await stop.wait()
-            await queue.cancel(tag)
+            while not stopping.is_set():
+                connection.process_data_events(time_limit=0.1)
+        finally:
+            connection.close()
 
 
 def _stream_endpoint(url: str) -> dict[str, Any]:
