@@ -94,8 +94,10 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 def peer_table(results: list[Result]) -> str:
     """The peer comparison: one row per system and shape, with what "acknowledged" means there.
 
-    Empty when no peer row ran. The ratio is the project's events/s at the same shape divided by
-    the system's.
+    Empty when no peer row ran. "Acknowledged" is the rate the producers got their durable acks
+    at, "delivered" the rate the consumer's handler got the events at (the two differ when the
+    consumer falls behind). The ratio is the project's delivered events/s at the same shape
+    divided by the system's.
     """
     peers = [r for r in results if "peer" in r.details]
     if not peers:
@@ -104,6 +106,7 @@ def peer_table(results: list[Result]) -> str:
         "system",
         "shape",
         "acknowledged means",
+        "events/s acknowledged",
         "events/s delivered",
         "p50",
         "p99",
@@ -114,7 +117,7 @@ def peer_table(results: list[Result]) -> str:
     for r in peers:
         d = r.details
         if "skipped" in d:
-            rows.append([d["peer"], d["shape"], r.note, "-", "-", "-", "-", "-"])
+            rows.append([d["peer"], d["shape"], r.note, "-", "-", "-", "-", "-", "-"])
             continue
         trend = f"{d['lag_growth_events_per_s']:+,.0f} events/s"
         trend += " (growing)" if d["lag_growing"] else " (flat)"
@@ -123,6 +126,7 @@ def peer_table(results: list[Result]) -> str:
                 d["peer"],
                 d["shape"],
                 d["acknowledged"],
+                _number(d["acknowledged_to_producers_per_s"], "events/s").removesuffix(" events/s"),
                 _number(r.baseline, "events/s").removesuffix(" events/s"),
                 _number(d["p50_ms"], "ms"),
                 _number(d["p99_ms"], "ms"),
