@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         type=float,
         default=None,
         metavar="S",
-        help="seconds per row of the peer comparison (default: 6, --quick: 1); "
-        "`--only peers --peer-seconds 30` is the README's peer table, about 9 minutes",
+        help="seconds per row of the peer comparison (default: 5, --quick: 1); "
+        "`--only peers --peer-seconds 30` is the README's peer table, under 8 minutes",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO lines too")
     args = parser.parse_args(argv)

@@ -12,8 +12,10 @@ Workload (one row = one system at one shape, for a fixed time):
 Every event carries ``t``, the time (CLOCK_MONOTONIC, shared by all processes of the machine) at
 which its producer started the write that commits it (for a batch: the start of the batch's write).
 Latency is handler call time minus ``t``: it includes the commit or confirm wait, the delivery and
-any queueing at the consumer. The lag (events acknowledged to producers minus events handed to the
-handler) is sampled twice a second; its trend over the run says whether the consumer keeps up.
+any queueing at the consumer. The producers also report how long each write waited for its
+acknowledgement, so the part of the latency that comes after the commit can be told apart. The
+lag (events acknowledged to producers minus events handed to the handler) is sampled twice a
+second; its trend over the run says whether the consumer keeps up.
 
 A system is a picklable object (see :class:`PeerSystem`): the harness calls ``setup``/``teardown``
 in its own process, and each child process calls ``producer`` or ``consume`` on its own copy.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import queue
 import threading
 import time
 from array import array
@@ -131,6 +134,8 @@ class Measurement:
     delivered: int  # handed to the handler during the run
     delivered_after_drain: int
     drain_seconds: float
+    ack_wait_p50_ms: float  # a producer's write to its acknowledgement (commit, confirms, PubAcks)
+    ack_wait_p99_ms: float
     p50_ms: float
     p99_ms: float
     latency_samples: int
@@ -160,15 +165,33 @@ def _child_logging(log_level: int, role: str) -> None:
 
 
 def producer_main(
-    system: PeerSystem, shape: Shape, slot: int, seconds: float, counts: Any, barrier: Any, log_level: int
+    system: PeerSystem,
+    shape: Shape,
+    slot: int,
+    seconds: float,
+    counts: Any,
+    barrier: Any,
+    ack_waits: Any,
+    log_level: int,
 ) -> None:
-    """Child entry point: write for ``seconds`` after the barrier, one acknowledged batch at a time."""
+    """Child entry point: write for ``seconds`` after the barrier, one acknowledged batch at a time.
+
+    At the end it sends the time each write waited for its acknowledgement (ms) to ``ack_waits``.
+    """
     _child_logging(log_level, f"producer {slot}")
-    asyncio.run(_produce(system, shape, slot, seconds, counts, barrier))
+    waits = array("d")
+    asyncio.run(_produce(system, shape, slot, seconds, counts, barrier, waits))
+    ack_waits.put(waits.tobytes())
 
 
 async def _produce(
-    system: PeerSystem, shape: Shape, slot: int, seconds: float, counts: Any, barrier: Any
+    system: PeerSystem,
+    shape: Shape,
+    slot: int,
+    seconds: float,
+    counts: Any,
+    barrier: Any,
+    waits: array[float],
 ) -> None:
     producer = await system.producer(shape)
     seq = slot * 1_000_000_000
@@ -182,6 +205,7 @@ async def _produce(
                 seq += 1
                 batch.append({**payload(seq), "t": t})
             await producer.send(batch)
+            waits.append((time.monotonic() - t) * 1000.0)
             counts[slot] += shape.batch
     finally:
         await producer.close()
@@ -220,10 +244,11 @@ def measure(
     )
     counts: Any = CTX.Array("q", PRODUCERS, lock=False)
     barrier: Any = CTX.Barrier(PRODUCERS + 1)
+    ack_waits: Any = CTX.Queue()
     procs = [
         CTX.Process(
             target=producer_main,
-            args=(system, shape, slot, seconds, counts, barrier, log_level),
+            args=(system, shape, slot, seconds, counts, barrier, ack_waits, log_level),
             name=f"peer-producer-{slot}",
             daemon=True,
         )
@@ -246,6 +271,12 @@ def measure(
             time.sleep(SAMPLE_EVERY)
             samples.append((time.monotonic() - started, float(sum(counts) - probe.delivered.value)))
         delivered = int(probe.delivered.value)
+        waits = array("d")
+        for _ in procs:  # read before joining: a child with queued data exits once it is read
+            try:
+                waits.frombytes(ack_waits.get(timeout=60))
+            except queue.Empty:
+                break
         for proc in procs:
             proc.join(timeout=60)
         failed = [p.name for p in procs if p.exitcode != 0]
@@ -271,6 +302,7 @@ def measure(
             consumer.join(5)
     if consumer.exitcode != 0:
         raise RuntimeError(f"{system.name}: the consumer failed (exit code {consumer.exitcode})")
+    ack_wait = sorted(waits)
     # The first tenth is start-up (connections, first batches); the trend is measured after it.
     steady = [(t, lag) for t, lag in samples if t >= seconds / 10] or samples
     lags = [lag for _, lag in steady] or [0.0]
@@ -280,6 +312,8 @@ def measure(
         delivered=delivered,
         delivered_after_drain=delivered_after_drain,
         drain_seconds=drain_seconds,
+        ack_wait_p50_ms=percentile(ack_wait, 0.5),
+        ack_wait_p99_ms=percentile(ack_wait, 0.99),
         p50_ms=float(probe.p50.value),
         p99_ms=float(probe.p99.value),
         latency_samples=int(probe.samples.value),

@@ -96,8 +96,9 @@ def peer_table(results: list[Result]) -> str:
 
     Empty when no peer row ran. "Acknowledged" is the rate the producers got their durable acks
     at, "delivered" the rate the consumer's handler got the events at (the two differ when the
-    consumer falls behind). The ratio is the project's delivered events/s at the same shape
-    divided by the system's.
+    consumer falls behind). "Ack wait" is a producer's write to its acknowledgement; p50/p99 run
+    from the start of that write to the handler call. The ratio is the project's delivered
+    events/s at the same shape divided by the system's.
     """
     peers = [r for r in results if "peer" in r.details]
     if not peers:
@@ -108,6 +109,7 @@ def peer_table(results: list[Result]) -> str:
         "acknowledged means",
         "events/s acknowledged",
         "events/s delivered",
+        "ack wait p50",
         "p50",
         "p99",
         "lag trend",
@@ -117,7 +119,7 @@ def peer_table(results: list[Result]) -> str:
     for r in peers:
         d = r.details
         if "skipped" in d:
-            rows.append([d["peer"], d["shape"], r.note, "-", "-", "-", "-", "-", "-"])
+            rows.append([d["peer"], d["shape"], r.note, "-", "-", "-", "-", "-", "-", "-"])
             continue
         trend = f"{d['lag_growth_events_per_s']:+,.0f} events/s"
         trend += " (growing)" if d["lag_growing"] else " (flat)"
@@ -128,6 +130,7 @@ def peer_table(results: list[Result]) -> str:
                 d["acknowledged"],
                 _number(d["acknowledged_to_producers_per_s"], "events/s").removesuffix(" events/s"),
                 _number(r.baseline, "events/s").removesuffix(" events/s"),
+                _number(d.get("ack_wait_p50_ms"), "ms"),
                 _number(d["p50_ms"], "ms"),
                 _number(d["p99_ms"], "ms"),
                 trend,

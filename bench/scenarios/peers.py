@@ -92,6 +92,8 @@ def _result(
             "events_per_ack": shape.batch,
             "acknowledged_to_producers_per_s": m.committed_rate,
             "delivered_per_s": rate,
+            "ack_wait_p50_ms": m.ack_wait_p50_ms,
+            "ack_wait_p99_ms": m.ack_wait_p99_ms,
             "p50_ms": m.p50_ms,
             "p99_ms": m.p99_ms,
             "latency_samples": m.latency_samples,
