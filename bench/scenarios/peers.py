@@ -54,7 +54,7 @@ def _nats_factory(server: NatsServer | None, reason: str, sync_always: bool) -> 
     return make
 
 
-def _skipped(name: str, shape: Shape, reason: str) -> Result:
+def _skipped(name: str, shape: Shape, reason: str, prefix: str = "skipped: ") -> Result:
     return Result(
         scenario=f"peers, {shape.label}",
         figure=name,
@@ -64,7 +64,7 @@ def _skipped(name: str, shape: Shape, reason: str) -> Result:
         ratio=None,
         target="report it",
         met=None,
-        note=f"skipped: {reason}",
+        note=f"{prefix}{reason}",
         details={"peer": name, "shape": shape.label, "skipped": reason},
     )
 
@@ -149,6 +149,11 @@ def run(ctx: Context) -> list[Result]:
                     if shape is SHAPES[0]:
                         skipped.extend(_skipped(name, s, str(exc)) for s in SHAPES[1:])
                     break
+                except Exception as exc:
+                    # One system failing (a server gone mid-run) costs its row, not the others'.
+                    logger.exception("peers: %s, %s failed", name, shape.label)
+                    skipped.append(_skipped(name, shape, f"failed: {exc}", prefix=""))
+                    continue
                 logger.info(
                     "peers: %s, %s: %.0f events/s delivered (acknowledged %.0f/s), p50 %.1f ms, p99 %.1f ms",
                     name,
