@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         type=float,
         default=None,
         metavar="S",
-        help="seconds per row of the peer comparison (default: 5, --quick: 1); "
+        help="seconds per row of the peer comparison (default: 4, --quick: 1); "
         "`--only peers --peer-seconds 30` is the README's peer table, under 8 minutes",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO lines too")
