@@ -10,7 +10,7 @@ from bench.report import Result
 
 @dataclass(frozen=True)
 class Profile:
-    """Durations and sizes. ``FULL`` stays under 10 minutes on 2 cores; ``QUICK`` is a smoke run."""
+    """Durations and sizes. ``FULL`` stays under 10 minutes on 2 cores; ``QUICK`` under 2."""
 
     name: str
     publish_seconds: float
@@ -24,7 +24,8 @@ class Profile:
     backlog: int
     recovery_rounds: int
     purge_rows: int
-    peer_seconds: float
+    peer_seconds: float  # per row of the peer comparison (7 systems x 2 shapes)
+    peer_drain_seconds: float  # at most, after the producers stop, for the last events to arrive
     topics_backlog: int
     topics_many_backlog: int
     topics_seconds: float
@@ -43,29 +44,33 @@ FULL = Profile(
     backlog=1_000_000,
     recovery_rounds=3,
     purge_rows=1_000_000,
-    peer_seconds=20.0,
+    peer_seconds=4.0,
+    peer_drain_seconds=2.0,
     topics_backlog=1_000_000,
     topics_many_backlog=10_000,
     topics_seconds=20.0,
 )
 
+# A smoke run under 2 minutes on 2 cores: every scenario once, at the smallest size that still
+# exercises it (one producer count for the single-event rows, 1 s per peer row).
 QUICK = Profile(
     name="quick",
-    publish_seconds=3.0,
-    single_producers=(1, 4, 8),
+    publish_seconds=1.0,
+    single_producers=(4,),
     batch_producers=4,
     batch_size=100,
-    end_to_end_seconds=12.0,
+    end_to_end_seconds=5.0,
     end_to_end_producers=4,
     latency_rate=200.0,
-    latency_seconds=4.0,
-    backlog=100_000,
+    latency_seconds=2.0,
+    backlog=50_000,
     recovery_rounds=1,
-    purge_rows=100_000,
-    peer_seconds=6.0,
-    topics_backlog=200_000,
-    topics_many_backlog=2_000,
-    topics_seconds=8.0,
+    purge_rows=50_000,
+    peer_seconds=1.0,
+    peer_drain_seconds=0.5,
+    topics_backlog=100_000,
+    topics_many_backlog=1_000,
+    topics_seconds=3.0,
 )
 
 

@@ -80,6 +80,66 @@ def table(results: list[Result]) -> str:
     return "\n".join(out)
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out.extend(line(row) for row in rows)
+    return "\n".join(out)
+
+
+def peer_table(results: list[Result]) -> str:
+    """The peer comparison: one row per system and shape, with what "acknowledged" means there.
+
+    Empty when no peer row ran. "Acknowledged" is the rate the producers got their durable acks
+    at, "delivered" the rate the consumer's handler got the events at (the two differ when the
+    consumer falls behind). "Ack wait" is a producer's write to its acknowledgement; p50/p99 run
+    from the start of that write to the handler call. The ratio is the project's delivered
+    events/s at the same shape divided by the system's.
+    """
+    peers = [r for r in results if "peer" in r.details]
+    if not peers:
+        return ""
+    header = [
+        "system",
+        "shape",
+        "acknowledged means",
+        "events/s acknowledged",
+        "events/s delivered",
+        "ack wait p50",
+        "p50",
+        "p99",
+        "lag trend",
+        "project / system",
+    ]
+    rows = []
+    for r in peers:
+        d = r.details
+        if "skipped" in d:
+            rows.append([d["peer"], d["shape"], r.note, "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        trend = f"{d['lag_growth_events_per_s']:+,.0f} events/s"
+        trend += " (growing)" if d["lag_growing"] else " (flat)"
+        rows.append(
+            [
+                d["peer"],
+                d["shape"],
+                d["acknowledged"],
+                _number(d["acknowledged_to_producers_per_s"], "events/s").removesuffix(" events/s"),
+                _number(r.baseline, "events/s").removesuffix(" events/s"),
+                _number(d.get("ack_wait_p50_ms"), "ms"),
+                _number(d["p50_ms"], "ms"),
+                _number(d["p99_ms"], "ms"),
+                trend,
+                "-" if r.ratio is None else f"{r.ratio:.2f}",
+            ]
+        )
+    return _markdown(header, rows)
+
+
 def header_lines(machine: dict[str, Any], server: dict[str, Any], mode: str) -> list[str]:
     return [
         f"machine: {machine['nproc']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "

@@ -6,14 +6,14 @@ import logging
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cluster import BenchCluster, machine_info
 from bench.context import FULL, QUICK, Context
-from bench.report import Result, as_json, header_lines, table, write_json
-from bench.scenarios import SCENARIOS
+from bench.report import Result, as_json, header_lines, peer_table, table, write_json
+from bench.scenarios import OPT_IN, SCENARIOS
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +24,15 @@ class Options:
     only: list[str] = field(default_factory=list)
     results_dir: Path = Path("bench/results")
     log_level: int = logging.WARNING
+    peer_seconds: float | None = None  # overrides the profile's seconds per peer row
 
 
 def run_suite(options: Options) -> int:
     """Run the selected scenarios; return 0 when every scenario ran (targets met or not)."""
     profile = QUICK if options.quick else FULL
-    names = options.only or list(SCENARIOS)
+    if options.peer_seconds is not None:
+        profile = replace(profile, peer_seconds=options.peer_seconds)
+    names = options.only or [name for name in SCENARIOS if name not in OPT_IN]
     machine = machine_info()
     started_at = datetime.now(UTC)
     started = time.monotonic()
@@ -56,11 +59,17 @@ def run_suite(options: Options) -> int:
     finally:
         cluster.cleanup()
     total = time.monotonic() - started
-    lines = header_lines(machine, server, f"{profile.name}, {total:.0f} s in all")
+    lines = header_lines(
+        machine, server, f"{profile.name} (peer rows {profile.peer_seconds:g} s), {total:.0f} s in all"
+    )
     print()
     print("\n".join(lines))
     print()
     print(table(ctx.results))
+    peers = peer_table(ctx.results)
+    if peers:
+        print()
+        print(peers)
     document = {
         "started_at": started_at.isoformat(),
         "mode": profile.name,
@@ -71,6 +80,7 @@ def run_suite(options: Options) -> int:
         "scenario_seconds": timings,
         "results": as_json(ctx.results),
         "table": table(ctx.results),
+        "peer_table": peers,
     }
     path = write_json(options.results_dir, document)
     print(f"\nwritten: {path}", file=sys.stderr)

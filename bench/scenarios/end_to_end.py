@@ -14,22 +14,12 @@ from bench.payloads import TOPIC
 from bench.processes import running
 from bench.producers import ProducerGroup, ProducerSpec
 from bench.report import Result, rate_ratio
+from bench.stats import slope
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_EVERY = 0.5
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x."""
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    var = sum((x - mean_x) ** 2 for x, _ in points)
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else 0.0
 
 
 def run(ctx: Context) -> list[Result]:
@@ -64,7 +54,7 @@ def run(ctx: Context) -> list[Result]:
     ratio = rate_ratio(delivered_rate, committed_rate)
     # The first tenth is start-up (connections, the first batches); the trend is measured after it.
     steady = [(t, lag) for t, lag in samples if t >= seconds / 10]
-    growth = _slope(steady)
+    growth = slope(steady)
     lags = [lag for _, lag in steady] or [0.0]
     # "Not growing": over the whole run the trend adds less than one second's worth of events.
     not_growing = growth * seconds < committed_rate

@@ -1,0 +1,1 @@
+"""The systems of the peer comparison, each behind :class:`bench.peering.PeerSystem`."""

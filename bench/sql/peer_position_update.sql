@@ -1,0 +1,1 @@
+UPDATE public.bench_consumer_position SET latest_id = %s WHERE consumer = 'bench'
