@@ -26,10 +26,8 @@ size from events published before delivery starts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import Any, Generic, TypeVar
 from pgsubscriber.events import Event
 from pgsubscriber.handler import ApplicationEventHandler
 from pgsubscriber.publish import NewEvent
+from pgsubscriber.subscriber import _call  # a handler method called as the subscriber calls it
 from pgsubscriber.testing.database import EventsDatabase
 from pgsubscriber.testing.delivery import DeliveryTimeout, deliver_async, run_sync
 
@@ -121,16 +120,6 @@ class HandlerCheckReport:
     crash_points: list[str] = field(default_factory=list)
     """Each crash point a crash was injected at, in order."""
     notes: list[str] = field(default_factory=list)
-
-
-async def _call(method: Callable[..., Any], *args: Any) -> Any:
-    """Call a handler method the way the subscriber does: a sync one in a worker thread."""
-    if inspect.iscoroutinefunction(method):
-        return await method(*args)
-    result = await asyncio.to_thread(method, *args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 def _short(value: object) -> str:
