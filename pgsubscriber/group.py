@@ -50,10 +50,8 @@ Positions
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +63,7 @@ from pgsubscriber._partitions import PartitionSession, partition_of
 from pgsubscriber._reconnect import ReconnectPolicy
 from pgsubscriber._registry import default_name
 from pgsubscriber._session import CONNECTION_ERRORS
+from pgsubscriber._stopping import StopSignal
 from pgsubscriber.errors import ConfigurationError, PartitionLostError
 from pgsubscriber.events import Event
 from pgsubscriber.handler import ApplicationEventHandler
@@ -159,33 +158,18 @@ class GroupMember:
         self._takeovers = 0
         self._last_error: str | None = None
         self._running = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._stop_requested = False
-        self._stop_lock = threading.Lock()
+        self._stop = StopSignal()
         self._last_conflict_log = float("-inf")
 
     # -- public control ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask ``run()`` to return once the handler calls in progress are done. Safe from any thread."""
-        with self._stop_lock:
-            self._stop_requested = True
-            loop, event = self._loop, self._stop_event
-        if loop is None or event is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
+        self._stop.request()
 
     @property
     def stopping(self) -> bool:
-        return self._stop_requested
+        return self._stop.requested
 
     @property
     def status(self) -> SubscriberStatus:
@@ -237,11 +221,7 @@ class GroupMember:
 
     async def run(self) -> None:
         """Take part in the group until stopped. Returns after :meth:`stop`; raises on fatal errors."""
-        with self._stop_lock:
-            self._loop = asyncio.get_running_loop()
-            self._stop_event = asyncio.Event()
-            if self._stop_requested:
-                self._stop_event.set()
+        self._stop.bind()
         self._running = True
         policy = ReconnectPolicy(self.settings)
         try:
@@ -250,7 +230,7 @@ class GroupMember:
                     lease = await Lease.open(self.settings)
                 except CONNECTION_ERRORS as exc:
                     self._last_error = f"cannot connect: {exc}"
-                    await self._sleep(policy.failed(exc))
+                    await self._stop.sleep(policy.failed(exc))
                     continue
                 policy.connected()
                 self._lease = lease
@@ -282,7 +262,7 @@ class GroupMember:
                         lost,
                         extra={"group": self.settings.group},
                     )
-                    await self._sleep(policy.failed(lost))
+                    await self._stop.sleep(policy.failed(lost))
                 if self._fatal is not None:
                     raise self._fatal
         finally:
@@ -332,7 +312,7 @@ class GroupMember:
             for partition in sorted(owned):
                 if partition not in self._workers:
                     self._start_worker(partition)
-            await self._sleep(s.group_check_interval)
+            await self._stop.sleep(s.group_check_interval)
 
     def _log_conflict(self, others: tuple[int, ...]) -> None:
         now = time.monotonic()
@@ -400,8 +380,3 @@ class GroupMember:
             worker.subscriber.stop()  # all at once: each ends after its handler call in progress
         for partition in list(self._workers):
             await self._stop_worker(partition)
-
-    async def _sleep(self, seconds: float) -> None:
-        assert self._stop_event is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), timeout=seconds)

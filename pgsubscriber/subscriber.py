@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type,
 from pgsubscriber._reconnect import ReconnectPolicy, backoff
 from pgsubscriber._registry import Registry, default_name
 from pgsubscriber._session import CONNECTION_ERRORS, Batch, DeliverySession, Horizon, IdleLockHolder, Session
+from pgsubscriber._stopping import StopSignal
 from pgsubscriber.errors import ConfigurationError, EventsPurgedError
 from pgsubscriber.events import Event
 from pgsubscriber.handler import ApplicationEventHandler
@@ -77,10 +76,7 @@ class Subscriber:
         self.status = SubscriberStatus()
         #: How a session is opened; unit tests put a fake session here.
         self.open_session: Callable[[SubscriberSettings], Any] = Session.open
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._stop_requested = False
-        self._stop_lock = threading.Lock()
+        self._stop = StopSignal()
         self._writer_delay: float | None = None
         self._idle = False  # holds the idle-listener lock: writers notify it
         self._known_position: int | None = None
@@ -106,31 +102,15 @@ class Subscriber:
 
     def stop(self) -> None:
         """Ask ``run()`` to return after the handler call in progress. Safe from any thread."""
-        with self._stop_lock:
-            self._stop_requested = True
-            loop, event = self._loop, self._stop_event
-        if loop is None or event is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
+        self._stop.request()
 
     @property
     def stopping(self) -> bool:
-        return self._stop_requested
+        return self._stop.requested
 
     async def run(self) -> None:
         """Deliver events until stopped. Returns after :meth:`stop`; raises on fatal errors."""
-        with self._stop_lock:
-            self._loop = asyncio.get_running_loop()
-            self._stop_event = asyncio.Event()
-            if self._stop_requested:
-                self._stop_event.set()
+        self._stop.bind()
         self.status.running = True
         policy = ReconnectPolicy(self.settings)
         registry = self._start_registry()
@@ -175,7 +155,7 @@ class Subscriber:
             session: DeliverySession = await self.open_session(self.settings)
         except CONNECTION_ERRORS as exc:
             self.status.last_error = f"cannot connect: {exc}"
-            await self._sleep_unless_stopped(policy.failed(exc))
+            await self._stop.sleep(policy.failed(exc))
             return
         policy.connected()
         self.status.connected = True
@@ -193,12 +173,7 @@ class Subscriber:
         if lost is not None:
             self.status.reconnects += 1
             self.status.last_error = f"connection lost: {lost}"
-            await self._sleep_unless_stopped(policy.failed(lost))
-
-    async def _sleep_unless_stopped(self, seconds: float) -> None:
-        assert self._stop_event is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), timeout=seconds)
+            await self._stop.sleep(policy.failed(lost))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -238,9 +213,8 @@ class Subscriber:
 
     async def _wait(self, session: DeliverySession, timeout: float) -> bool:
         """Wait for a notification, the timeout, or stop(); True if a notification came."""
-        assert self._stop_event is not None
         waiter = asyncio.ensure_future(session.wait_for_notification(timeout))
-        stopper = asyncio.ensure_future(self._stop_event.wait())
+        stopper = asyncio.ensure_future(self._stop.wait())
         try:
             done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -515,7 +489,7 @@ class Subscriber:
             wait=backoff(s.handler_retry_initial_delay, s.handler_retry_max_delay),
             stop=stop_never,
             before_sleep=log_failure,
-            sleep=self._sleep_unless_stopped,
+            sleep=self._stop.sleep,
             reraise=True,
         )
         first = True
