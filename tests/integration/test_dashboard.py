@@ -4,26 +4,16 @@ and the web consumer's index and its /dashboard."""
 from __future__ import annotations
 
 import httpx
-import psycopg
 import pytest
 
 from pgsubscriber.dashboard import create_app
 from tests.support.dashboard_server import serving
 from tests.support.handlers import RecordingHandler
+from tests.support.producers import produce
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def produce(db, count: int, topic: str = "courses") -> list[int]:
-    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
-        return [
-            conn.execute(
-                "INSERT INTO events (topic, payload) VALUES (%s, %s) RETURNING id", (topic, f'{{"n": {i}}}')
-            ).fetchone()[0]
-            for i in range(count)
-        ]
 
 
 def test_the_page_its_files_the_status_and_the_latest_events(db):

@@ -20,16 +20,11 @@ from psycopg import sql
 from pgsubscriber import read_status
 from pgsubscriber.monitor import connect
 from tests.support.handlers import RecordingHandler
+from tests.support.producers import produce
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def produce(db, count: int, topic: str = "courses") -> None:
-    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
-        for i in range(count):
-            conn.execute("INSERT INTO events (topic, payload) VALUES (%s, %s)", (topic, f'{{"n": {i}}}'))
 
 
 def records(db) -> list[dict[str, object]]:

@@ -17,20 +17,11 @@ import pytest
 from pgsubscriber import Thresholds, read_events, read_status
 from pgsubscriber.monitor import connect
 from tests.support.handlers import RecordingHandler
+from tests.support.producers import produce
 from tests.support.running import running_subscriber
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def produce(db, count: int, topic: str = "courses") -> list[int]:
-    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
-        return [
-            conn.execute(
-                "INSERT INTO events (topic, payload) VALUES (%s, %s) RETURNING id", (topic, f'{{"n": {i}}}')
-            ).fetchone()[0]
-            for i in range(count)
-        ]
 
 
 def pgsubscriber(*args: str, dsn: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,17 @@ def insert(conn: psycopg.Connection, n: int = 0) -> int:
     return int(row[0])
 
 
+def produce(db: Any, count: int, topic: str = "courses") -> list[int]:
+    """``count`` events on ``topic``, each its own transaction as events_producer; their ids."""
+    with psycopg.connect(db.role_dsn("events_producer"), autocommit=True) as conn:
+        return [
+            conn.execute(
+                "INSERT INTO events (topic, payload) VALUES (%s, %s) RETURNING id", (topic, f'{{"n": {i}}}')
+            ).fetchone()[0]
+            for i in range(count)
+        ]
+
+
 class Committed:
     """Ids committed by many threads, and the errors they met."""
 
