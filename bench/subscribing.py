@@ -1,8 +1,9 @@
 """A subscriber in a child process with a no-op handler that reports its progress to the harness.
 
 The handler keeps nothing: it counts, remembers the last id, and writes both (and the time of the
-call) to shared memory. For latency runs it also sends each event's ``seq`` and the time of the
-handler call to a queue.
+call) to shared memory. It is synchronous (called in a worker thread) or, with ``async_handler``,
+a coroutine handler awaited in the subscriber's loop. For latency runs it also sends each event's
+``seq`` and the time of the handler call to a queue.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SubscriberSpec:
     start_after_id: int = 0
     stop_at_id: int | None = None  # stop once this id is delivered (catch-up runs)
     send_times: bool = False
+    async_handler: bool = False  # coroutine methods, awaited in the loop (no thread hop)
 
 
 class NoOpHandler:
@@ -69,10 +71,20 @@ class NoOpHandler:
         return self.latest
 
 
+class AsyncNoOpHandler(NoOpHandler):
+    """The same handler with coroutine methods: the subscriber awaits them in its own loop."""
+
+    async def on_notification(self, events: list[Event]) -> None:  # type: ignore[override]
+        NoOpHandler.on_notification(self, events)
+
+    async def get_latest_received_id(self) -> int:  # type: ignore[override]
+        return self.latest
+
+
 def subscriber_main(spec: SubscriberSpec, probe: Probe, times: Any, log_level: int) -> None:
     """Child entry point: run a subscriber until ``probe.stop`` is set or ``stop_at_id`` is reached."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [subscriber] %(name)s %(message)s")
-    handler = NoOpHandler(spec, probe, times)
+    handler = (AsyncNoOpHandler if spec.async_handler else NoOpHandler)(spec, probe, times)
     subscriber = Subscriber(handler, SubscriberSettings(dsn=spec.dsn, topics=spec.topics, **spec.settings))
     handler.subscriber = subscriber
 

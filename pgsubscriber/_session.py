@@ -92,19 +92,39 @@ class DeliverySession(Protocol):
 
 
 async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeout: float, what: str) -> T:
-    task = asyncio.ensure_future(work)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
+    """Await ``work`` (a query on ``conn``) in this task; past ``timeout`` s treat ``conn`` as dead.
+
+    A timer, not a task: this runs once per fetch, on the latency path. When the timer fires it
+    closes the socket first (with the socket gone, psycopg does not try to cancel the query over
+    the dead network), then cancels the waiting task.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "_bounded runs in a task"
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        conn.pgconn.finish()
         task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if expired and task.uncancel() == 0:
+            raise ConnectionLostError(
+                f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
+            ) from None
         raise
-    if task in done:
-        return task.result()
-    # Close first: with the socket gone, psycopg does not try to cancel over the dead network.
-    await conn.close()
-    task.cancel()
-    await asyncio.wait({task}, timeout=1.0)
-    raise ConnectionLostError(f"{what} got no answer within {timeout:g}s: the connection is treated as dead")
+    except psycopg.Error:
+        if expired and task.uncancel() == 0:  # the closed socket failed the query first
+            raise ConnectionLostError(
+                f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
+            ) from None
+        raise
+    finally:
+        timer.cancel()
 
 
 async def _connect(dsn: str, settings: SubscriberSettings) -> psycopg.AsyncConnection[Any]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class StopSignal:
@@ -15,6 +19,8 @@ class StopSignal:
         self._requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        self._waiting: asyncio.Task[Any] | None = None  # a task in interruptible()
+        self._interrupted: asyncio.Task[Any] | None = None
 
     @property
     def requested(self) -> bool:
@@ -32,9 +38,18 @@ class StopSignal:
         except RuntimeError:
             running = None
         if running is loop:
-            event.set()
+            self._wake()
         else:
-            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        """In the loop: set the event, and cancel the await in interruptible(), if one waits."""
+        assert self._event is not None
+        self._event.set()
+        task = self._waiting
+        if task is not None and self._interrupted is None and not task.done():
+            self._interrupted = task
+            task.cancel()
 
     def bind(self) -> None:
         """Called in the running event loop before waiting on the signal; keeps an earlier request."""
@@ -47,6 +62,26 @@ class StopSignal:
     async def wait(self) -> None:
         assert self._event is not None, "bind() first"
         await self._event.wait()
+
+    async def interruptible(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """Await ``work`` in this task; a stop request cancels it, and then this returns None.
+
+        One task, not two racing ones: this is on the path of every notification.
+        """
+        task = asyncio.current_task()
+        assert task is not None and self._event is not None, "bind() first, then await in a task"
+        if self._requested:
+            work.close()
+            return None
+        self._waiting = task
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self._interrupted is task and task.uncancel() == 0:
+                return None
+            raise
+        finally:
+            self._waiting = self._interrupted = None
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a stop is requested meanwhile."""

@@ -213,16 +213,7 @@ class Subscriber:
 
     async def _wait(self, session: DeliverySession, timeout: float) -> bool:
         """Wait for a notification, the timeout, or stop(); True if a notification came."""
-        waiter = asyncio.ensure_future(session.wait_for_notification(timeout))
-        stopper = asyncio.ensure_future(self._stop.wait())
-        try:
-            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not waiter.done():
-                waiter.cancel()
-                await asyncio.gather(waiter, return_exceptions=True)
-        return waiter in done and not waiter.cancelled() and bool(waiter.result())
+        return bool(await self._stop.interruptible(session.wait_for_notification(timeout)))
 
     async def _round(self, session: DeliverySession) -> None:
         """Deliver what is available, then wait for NOTIFY (idle) or keep polling.
@@ -430,18 +421,22 @@ class Subscriber:
 
     async def _deliver(self, session: DeliverySession, events: list[Event]) -> None:
         started = time.perf_counter()
-        call = asyncio.ensure_future(self._with_handler_retry(self.handler.on_notification, events))
+        # A slow or failing handler: this subscriber drains no notification meanwhile, so after
+        # BUSY_AFTER it stops counting as idle. A timer, not a task per batch (the latency path).
+        going_busy: list[asyncio.Task[None]] = []
+
+        def busy() -> None:
+            if self._idle:
+                going_busy.append(asyncio.ensure_future(self._set_idle(session, False)))
+
+        timer = asyncio.get_running_loop().call_later(BUSY_AFTER, busy)
         try:
-            done, _ = await asyncio.wait({call}, timeout=BUSY_AFTER)
-            if not done:
-                # A slow or failing handler: this subscriber drains no notification meanwhile.
-                await self._set_idle(session, False)
-            await call
-        except BaseException:
-            if not call.done():
-                call.cancel()
-                await asyncio.gather(call, return_exceptions=True)
-            raise
+            await self._with_handler_retry(self.handler.on_notification, events)
+        finally:
+            timer.cancel()
+            if going_busy:
+                # Bounded (heartbeat_timeout); its error, if any, is the session's to report.
+                await asyncio.gather(*going_busy)
         st = self.status
         st.handler_seconds += time.perf_counter() - started
         st.events_delivered += len(events)

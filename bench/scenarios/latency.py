@@ -3,8 +3,10 @@
 Baseline: psycopg's own NOTIFY round trip, committed as durably as a publish: one autocommit
 statement inserts the event into ``raw_events`` (no trigger) and calls ``pg_notify``, received by a
 LISTENing connection in another process. Project: an autocommit ``publish`` to the handler call of
-a subscriber in another process. Both are timed from just before the committing statement is sent
-(CLOCK_MONOTONIC is shared by all processes of the machine), so both include the commit's WAL flush.
+a subscriber in another process, once with a synchronous handler (called in a worker thread) and
+once with a coroutine handler (awaited in the subscriber's event loop). All are timed from just
+before the committing statement is sent (CLOCK_MONOTONIC is shared by all processes of the
+machine), so all include the commit's WAL flush.
 A bare ``pg_notify`` writes no WAL and skips that flush: its round trip is measured too and kept in
 the details (``bare_notify_*``), but it is not the baseline of a durable publish.
 """
@@ -112,48 +114,69 @@ def _notify_round_trips(dsn: str, rate: float, seconds: float, durable: bool) ->
     return received
 
 
+def _project_round_trips(
+    dsn: str, rate: float, seconds: float, async_handler: bool, log_level: int
+) -> list[float]:
+    """Latencies of ``publish`` to the handler call, in a subscriber in another process."""
+    probe, times = Probe(), CTX.Queue()
+    spec = SubscriberSpec(dsn=dsn, topics=[TOPIC], send_times=True, async_handler=async_handler)
+    with (
+        running(subscriber_main, [(spec, probe, times, log_level)], name="subscriber"),
+        psycopg.connect(dsn, autocommit=True) as conn,
+    ):
+        if not probe.caught_up.wait(60):
+            raise RuntimeError("the subscriber did not connect within 60 s")
+
+        def send(seq: int) -> None:
+            publish(conn, TOPIC, payload(seq))
+
+        sent = _paced(send, rate, seconds)
+        received = _collect(times, sent, timeout=30)
+        probe.stop.set()
+    return received
+
+
 def run(ctx: Context) -> list[Result]:
     p = ctx.profile
     with ctx.cluster.database("latency") as dsn:
         # Baselines: the NOTIFY round trip, committed durably (the baseline) and bare.
         raw = _notify_round_trips(dsn, p.latency_rate, p.latency_seconds, durable=True)
         bare = _notify_round_trips(dsn, p.latency_rate, p.latency_seconds / 2, durable=False)
-
-        # Project: publish to handler call.
-        probe, times = Probe(), CTX.Queue()
-        spec = SubscriberSpec(dsn=dsn, topics=[TOPIC], send_times=True)
-        with (
-            running(subscriber_main, [(spec, probe, times, ctx.log_level)], name="subscriber"),
-            psycopg.connect(dsn, autocommit=True) as conn,
-        ):
-            if not probe.caught_up.wait(60):
-                raise RuntimeError("the subscriber did not connect within 60 s")
-
-            def send(seq: int) -> None:
-                publish(conn, TOPIC, payload(seq))
-
-            sent = _paced(send, p.latency_rate, p.latency_seconds)
-            project = _collect(times, sent, timeout=30)
-            probe.stop.set()
+        # Project: publish to handler call, with a synchronous handler (called in a worker
+        # thread), then with a coroutine handler (awaited in the subscriber's loop).
+        project = _project_round_trips(dsn, p.latency_rate, p.latency_seconds, False, ctx.log_level)
+        awaited = _project_round_trips(dsn, p.latency_rate, p.latency_seconds, True, ctx.log_level)
 
     raw_p50, raw_p99 = _percentile(raw, 0.5), _percentile(raw, 0.99)
     p50, p99 = _percentile(project, 0.5), _percentile(project, 0.99)
-    logger.info("latency: raw p50 %.2f p99 %.2f ms; project p50 %.2f p99 %.2f ms", raw_p50, raw_p99, p50, p99)
+    a50, a99 = _percentile(awaited, 0.5), _percentile(awaited, 0.99)
+    logger.info(
+        "latency: raw p50 %.2f p99 %.2f ms; project p50 %.2f p99 %.2f ms; async handler p50 %.2f p99 %.2f ms",
+        raw_p50,
+        raw_p99,
+        p50,
+        p99,
+        a50,
+        a99,
+    )
     details = {
         "rate": p.latency_rate,
         "seconds": p.latency_seconds,
         "raw_samples": len(raw),
         "project_samples": len(project),
+        "async_handler_samples": len(awaited),
         "raw_max_ms": raw[-1] if raw else None,
         "project_max_ms": project[-1] if project else None,
         "raw_p90_ms": _percentile(raw, 0.9),
         "bare_notify_p50_ms": _percentile(bare, 0.5),
         "bare_notify_p99_ms": _percentile(bare, 0.99),
         "project_p90_ms": _percentile(project, 0.9),
+        "async_handler_p90_ms": _percentile(awaited, 0.9),
     }
+    scenario = f"latency, {p.latency_rate:g} events/s"
     return [
         Result(
-            scenario=f"latency, {p.latency_rate:g} events/s",
+            scenario=scenario,
             figure="p50",
             unit="ms",
             baseline=raw_p50,
@@ -164,7 +187,7 @@ def run(ctx: Context) -> list[Result]:
             details=details,
         ),
         Result(
-            scenario=f"latency, {p.latency_rate:g} events/s",
+            scenario=scenario,
             figure="p99",
             unit="ms",
             baseline=raw_p99,
@@ -172,5 +195,25 @@ def run(ctx: Context) -> list[Result]:
             ratio=p99 / raw_p99 if raw_p99 else None,
             target="<= 2x raw",
             met=p99 <= 2 * raw_p99,
+        ),
+        Result(
+            scenario=f"{scenario}, async handler",
+            figure="p50",
+            unit="ms",
+            baseline=raw_p50,
+            project=a50,
+            ratio=a50 / raw_p50 if raw_p50 else None,
+            target="<= raw + 0.5 ms",
+            met=a50 <= raw_p50 + 0.5,
+        ),
+        Result(
+            scenario=f"{scenario}, async handler",
+            figure="p99",
+            unit="ms",
+            baseline=raw_p99,
+            project=a99,
+            ratio=a99 / raw_p99 if raw_p99 else None,
+            target="<= 2x raw",
+            met=a99 <= 2 * raw_p99,
         ),
     ]

@@ -288,11 +288,11 @@ async def test_a_full_batch_has_the_next_one_read_while_the_handler_works():
     assert db.calls[: db.calls.index(("set_idle", True))] == [
         ("open",),
         ("fetch", 0, 3),  # 1..3, more=True
-        ("fetch", 3, 3),  # read ahead: 4..6, more=True
         ("handle", 1, 3),
+        ("fetch", 3, 3),  # read ahead while the handler works: 4..6, more=True
         ("handled", 1, 3),
-        ("fetch", 6, 3),  # read ahead: 7, more=False
         ("handle", 4, 6),
+        ("fetch", 6, 3),  # read ahead: 7, more=False
         ("handled", 4, 6),
         ("handle", 7, 7),  # the last batch: nothing read meanwhile
         ("handled", 7, 7),
