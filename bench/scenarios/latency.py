@@ -27,6 +27,7 @@ from bench.context import Context
 from bench.payloads import TOPIC, payload
 from bench.processes import CTX, running
 from bench.report import Result
+from bench.scenarios.publish import _checkpoint
 from bench.subscribing import Probe, SubscriberSpec, subscriber_main
 from pgsubscriber.publish import publish
 
@@ -145,12 +146,17 @@ def _project_round_trips(
 def run(ctx: Context) -> list[Result]:
     p = ctx.profile
     with ctx.cluster.database("latency") as dsn:
+        # Each measurement starts from a checkpoint: none pays for the WAL of the one before (or
+        # of the scenario before), which the server would otherwise flush meanwhile.
         # Baselines: the NOTIFY round trip, committed durably (the baseline) and bare.
+        _checkpoint(dsn)
         raw = _notify_round_trips(dsn, p.latency_rate, p.latency_seconds, durable=True)
         bare = _notify_round_trips(dsn, p.latency_rate, p.latency_seconds / 2, durable=False)
         # Project: publish to handler call, with a synchronous handler (called in a worker
         # thread), then with a coroutine handler (awaited in the subscriber's loop).
+        _checkpoint(dsn)
         project = _project_round_trips(dsn, p.latency_rate, p.latency_seconds, False, ctx.log_level)
+        _checkpoint(dsn)
         awaited = _project_round_trips(dsn, p.latency_rate, p.latency_seconds, True, ctx.log_level)
 
     raw_p50, raw_p99 = _percentile(raw, 0.5), _percentile(raw, 0.99)
