@@ -101,6 +101,7 @@ async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeo
     task = asyncio.current_task()
     assert task is not None, "_bounded runs in a task"
     expired = False
+    already = task.cancelling()
 
     def expire() -> None:
         nonlocal expired
@@ -112,13 +113,13 @@ async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeo
     try:
         return await work
     except asyncio.CancelledError:
-        if expired and task.uncancel() == 0:
+        if expired and task.uncancel() <= already:
             raise ConnectionLostError(
                 f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
             ) from None
         raise
     except psycopg.Error:
-        if expired and task.uncancel() == 0:  # the closed socket failed the query first
+        if expired and task.uncancel() <= already:  # the closed socket failed the query first
             raise ConnectionLostError(
                 f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
             ) from None

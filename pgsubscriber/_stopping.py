@@ -33,14 +33,10 @@ class StopSignal:
             loop, event = self._loop, self._event
         if loop is None or event is None or loop.is_closed():
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake()
-        else:
-            loop.call_soon_threadsafe(self._wake)
+        # Always as a callback of the loop, even from inside it (a signal handler may run in the
+        # very task that waits): cancelling a task that is running would leave the cancellation
+        # pending past the wait it was meant for.
+        loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
         """In the loop: set the event, and cancel the await in interruptible(), if one waits."""
@@ -73,11 +69,12 @@ class StopSignal:
         if self._requested:
             work.close()
             return None
+        already = task.cancelling()
         self._waiting = task
         try:
             return await work
         except asyncio.CancelledError:
-            if self._interrupted is task and task.uncancel() == 0:
+            if self._interrupted is task and task.uncancel() <= already:
                 return None
             raise
         finally:

@@ -432,11 +432,14 @@ class Subscriber:
         timer = asyncio.get_running_loop().call_later(BUSY_AFTER, busy)
         try:
             await self._with_handler_retry(self.handler.on_notification, events)
-        finally:
+        except BaseException:
+            # The handler's failure or a cancellation is what propagates, not the idle flag's.
             timer.cancel()
-            if going_busy:
-                # Bounded (heartbeat_timeout); its error, if any, is the session's to report.
-                await asyncio.gather(*going_busy)
+            await asyncio.gather(*going_busy, return_exceptions=True)
+            raise
+        timer.cancel()
+        if going_busy:
+            await going_busy[0]  # bounded (heartbeat_timeout); a connection error reconnects
         st = self.status
         st.handler_seconds += time.perf_counter() - started
         st.events_delivered += len(events)

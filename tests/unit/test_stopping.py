@@ -85,3 +85,21 @@ def test_a_stop_while_no_wait_runs_cancels_nothing_later() -> None:
         return await signal.interruptible(_quick())  # stopped: the work is not started
 
     assert asyncio.run(main()) is None
+
+
+def test_a_stop_from_inside_the_waiting_task_leaves_no_cancellation_behind() -> None:
+    """As from a signal handler, which runs in whatever task is running: here, the waiting one."""
+
+    async def main() -> tuple[str | None, str]:
+        signal = StopSignal()
+        signal.bind()
+
+        async def work() -> str:
+            signal.request()  # inside the waiting task, and the work ends without suspending
+            return "value"
+
+        result = await signal.interruptible(work())
+        await asyncio.sleep(0.01)  # a cancellation left pending would be raised here
+        return result, "went on"
+
+    assert asyncio.run(main()) == ("value", "went on")

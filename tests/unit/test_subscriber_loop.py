@@ -18,8 +18,10 @@ import pytest
 import pgsubscriber.subscriber
 from pgsubscriber import EventsPurgedError
 from pgsubscriber._session import IdleLockHolder
+from pgsubscriber.errors import ConnectionLostError
 from tests.unit.fake_session import (
     FakeDatabase,
+    FakeSession,
     TracingHandler,
     fast_settings,
     in_loop,
@@ -347,6 +349,32 @@ async def test_a_slow_handler_releases_the_idle_lock_and_reports_polling(monkeyp
             ("fetch", 2, 100),
             ("wait",),
         ]
+
+
+@in_loop
+async def test_cancelling_run_during_a_slow_handler_is_not_turned_into_a_reconnect(monkeypatch):
+    """The idle flag's failure, while the handler works, does not replace run()'s cancellation."""
+    monkeypatch.setattr(pgsubscriber.subscriber, "BUSY_AFTER", 0.05)
+    db = FakeDatabase()
+    sub = subscriber_on(db, TracingHandler(db, delay=1.0))
+    real_set_idle = FakeSession.set_idle
+
+    async def failing_release(self: FakeSession, idle: bool) -> IdleLockHolder | None:
+        if not idle:
+            await asyncio.sleep(0.1)
+            raise ConnectionLostError("the idle flag got no answer")
+        return await real_set_idle(self, idle)
+
+    monkeypatch.setattr(FakeSession, "set_idle", failing_release)
+    task = asyncio.ensure_future(sub.run())
+    await until(listening(sub, db), db=db)
+    db.commit("courses", 1)
+    await until(lambda: ("handle", 1, 1) in db.calls, db=db)
+    await asyncio.sleep(0.08)  # past BUSY_AFTER: the release is under way, and will fail
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert sub.status.reconnects == 0
 
 
 @in_loop
