@@ -12,7 +12,8 @@ from pgsubscriber.events import Event
 class ApplicationEventHandler(Protocol):
     """What an application implements to receive events. No base class to inherit.
 
-    Either method may be a plain ``def`` (it then runs in a worker thread) or an ``async def``.
+    Either method may be a plain ``def`` (it then runs in a worker thread) or an ``async def``
+    (awaited in the subscriber's own task: let ``CancelledError`` propagate).
 
     The application owns its position: ``get_latest_received_id`` returns the id of the last event
     it has durably recorded (0 when none), and ``on_notification`` must record the batch's last id
