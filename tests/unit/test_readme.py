@@ -45,3 +45,11 @@ def test_the_examples_read_only_the_variables_that_the_demo_prints():
     assert names == {"DATABASE_URL", "MONGO_URL"}
     assert names <= printed
     assert "serverSelectionTimeoutMS" in verify  # a wrong address fails in seconds, not 30
+
+
+def test_no_section_or_paragraph_appears_twice():
+    top_level = re.findall(r"^## .+$", README, re.M)
+    assert len(top_level) == len(set(top_level)), "a top-level section appears twice"
+    paragraphs = [p.strip() for p in README.split("\n\n") if len(p.strip().splitlines()) >= 3]
+    repeated = {p.splitlines()[0] for p in paragraphs if paragraphs.count(p) > 1}
+    assert not repeated, f"paragraphs repeated: {sorted(repeated)}"
