@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
@@ -167,6 +167,19 @@ def _event(row: Sequence[Any]) -> Event:
         return trusted_event(event_id, topic, {}, created_at, key, raw_payload=text)
 
 
+def _drop_arrived_notifications(pgconn: pq.abc.PGconn) -> None:
+    """Drop the notifications that have already arrived, without waiting: the fetch that follows
+    sees every event they announce (they were sent at commit, before this call).
+
+    What psycopg's ``notifies(timeout=0)`` does, without the event loop round trip it costs on
+    the latency path (a wait on the socket with a zero timeout). psycopg's own backlog (what came
+    in during a query) was emptied by the ``notifies()`` call that woke the subscriber.
+    """
+    pgconn.consume_input()
+    while pgconn.notifies() is not None:
+        pass
+
+
 def batch_from_rows(rows: Sequence[Sequence[Any]]) -> Batch:
     """The rows of one ``events_fetch`` call (fetch.sql) as a :class:`Batch`."""
     last = rows[-1]  # the horizon row; before it the events, and maybe one row beyond them
@@ -241,8 +254,7 @@ class Session:
         async for _ in self._listen_conn.notifies(timeout=timeout, stop_after=1):
             received = True
         if received:
-            async for _ in self._listen_conn.notifies(timeout=0):
-                pass
+            _drop_arrived_notifications(self._listen_conn.pgconn)
         return received
 
     async def set_idle(self, idle: bool) -> IdleLockHolder | None:
