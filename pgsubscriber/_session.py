@@ -112,14 +112,9 @@ async def _bounded(conn: psycopg.AsyncConnection[Any], work: Awaitable[T], timeo
     timer = asyncio.get_running_loop().call_later(timeout, expire)
     try:
         return await work
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, psycopg.Error):
+        # After expire(), either the cancellation or the closed socket's error ends the query.
         if expired and task.uncancel() <= already:
-            raise ConnectionLostError(
-                f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
-            ) from None
-        raise
-    except psycopg.Error:
-        if expired and task.uncancel() <= already:  # the closed socket failed the query first
             raise ConnectionLostError(
                 f"{what} got no answer within {timeout:g}s: the connection is treated as dead"
             ) from None
